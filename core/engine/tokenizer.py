@@ -41,7 +41,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 @lru_cache(maxsize=1)
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The CLIP vocabulary (token -> id) and BPE merges, exactly as SimpleTokenizer builds them."""
-    lines = gzip.open(BPE_PATH).read().decode("utf-8").split("\n")
+    with gzip.open(BPE_PATH) as handle:
+        lines = handle.read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     symbols = list(_bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]

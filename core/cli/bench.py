@@ -1,0 +1,45 @@
+"""``mnemo bench <name>``: benchmarks live in ``bench/<name>.py``.
+
+Each benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> int``;
+they are imported only when their sub-command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "speed": ("bench.speed", "seconds per iteration of each phase and the cost ratios"),
+    "cl": ("bench.cl", "continual-learning table of the paper (A_MMD, BwT_MMD, ...) per method"),
+    "sanity": ("bench.sanity", "paper sanity checks: Fisher with/without DC, DC accuracy"),
+    "personalization": ("bench.personalization", "one concept on the toy backbone: MMD before/after"),
+    "api": ("bench.api", "/v1/generate overhead and job-status polling load"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="run a benchmark (see bench/)")
+    benches = parser.add_subparsers(dest="bench", required=True)
+    for name, (module_name, help_text) in BENCHMARKS.items():
+        sub = benches.add_parser(name, help=help_text)
+        sub.set_defaults(handler=_runner(module_name), bench_module=module_name)
+        sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+        _add_module_arguments(sub, module_name)
+
+
+def _add_module_arguments(parser: argparse.ArgumentParser, module_name: str) -> None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        return
+    module.add_arguments(parser)
+
+
+def _runner(module_name: str):
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module(module_name).run(args)
+
+    return run
