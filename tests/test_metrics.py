@@ -79,7 +79,9 @@ def test_kid_subsets_average_of_subset_mmds():
     assert result.subset_size == 2
     # Uniform subsets: the mean over many draws converges to the mean over all pairs.
     assert result.mean == pytest.approx(sum(every) / len(every), rel=0.05)
-    assert kid(real, fake, subsets=5, subset_size=2, seed=3) == kid(real, fake, subsets=5, subset_size=2, seed=3)
+    assert kid(real, fake, subsets=5, subset_size=2, seed=3) == kid(
+        real, fake, subsets=5, subset_size=2, seed=3
+    )
 
 
 def test_image_image_similarity_hand_computed():

@@ -135,7 +135,9 @@ class ToyClassifierFeatures:
         return torch.as_tensor(feats).detach().float().cpu()
 
 
-def load_feature_extractor(spec: str = "toy-classifier", *, device: str | torch.device = "cpu") -> FeatureExtractor:
+def load_feature_extractor(
+    spec: str = "toy-classifier", *, device: str | torch.device = "cpu"
+) -> FeatureExtractor:
     """``toy-classifier`` (default), ``random-proxy`` (tests only) or a local CLIP folder path."""
     if spec in ("toy", "toy-classifier"):
         return ToyClassifierFeatures()
