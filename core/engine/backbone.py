@@ -1,0 +1,169 @@
+"""Backbones: any SD 1.x/2.x diffusers folder, the shipped toy model, or a tiny random one.
+
+All three have the same component classes (``UNet2DConditionModel`` with cross-attention
+``attn2.to_k/to_v``, ``CLIPTextModel``, ``AutoencoderKL``, ``CLIPTokenizer``, a DDPM
+scheduler), so every other module of the engine has exactly one code path.
+Nothing here downloads: hub ids resolve only from a local cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from core.engine.errors import BackboneError
+from core.engine.tokenizer import VOCAB_SIZE, build_clip_tokenizer
+
+SD_PRIOR_PROMPT = "a photo of a person"
+TOY_PRIOR_PROMPT = "a photo of a shape"
+
+
+@dataclass
+class Backbone:
+    """The frozen pretrained components of a text-to-image model."""
+
+    name: str
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModel
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    scheduler: DDPMScheduler
+    resolution: int
+    prior_prompt: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        size = self.resolution // factor
+        return (self.unet.config.in_channels, size, size)
+
+    @property
+    def vae_scaling(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+
+def sd_scheduler() -> DDPMScheduler:
+    """SD's training noise schedule (scaled-linear betas 0.00085-0.012, 1000 steps)."""
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        steps_offset=1,
+    )
+
+
+def build_tiny_backbone(*, seed: int = 0, resolution: int = 16) -> Backbone:
+    """A random tiny SD-architecture model (about 3 M parameters) for tests; builds in < 1 s."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=resolution // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(32, 64),
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=resolution,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    return _frozen(
+        Backbone(
+            name=f"tiny-{seed}",
+            tokenizer=build_clip_tokenizer(),
+            text_encoder=text_encoder,
+            unet=unet,
+            vae=vae,
+            scheduler=sd_scheduler(),
+            resolution=resolution,
+            prior_prompt=TOY_PRIOR_PROMPT,
+        )
+    )
+
+
+def load_backbone(spec: str = "toy", *, device: str | torch.device = "cpu") -> Backbone:
+    """Load ``toy``, ``tiny`` or a diffusers SD folder / cached hub id, offline."""
+    if spec == "tiny":
+        return _to(build_tiny_backbone(), device)
+    if spec == "toy":
+        from core.engine.toy import WEIGHTS_DIR
+
+        return _to(_load_folder(Path(WEIGHTS_DIR), name="toy", prior_prompt=TOY_PRIOR_PROMPT), device)
+    return _to(_load_folder(Path(spec), name=spec, prior_prompt=SD_PRIOR_PROMPT), device)
+
+
+def _load_folder(folder: Path, *, name: str, prior_prompt: str) -> Backbone:
+    source = str(folder) if folder.exists() else folder.as_posix()
+    try:
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", local_files_only=True)
+        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=True)
+        tokenizer = _load_tokenizer(folder, source)
+    except (OSError, ValueError) as error:
+        raise BackboneError(f"cannot load backbone {name!r} offline: {error}") from error
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return _frozen(
+        Backbone(
+            name=name,
+            tokenizer=tokenizer,
+            text_encoder=text_encoder.float(),
+            unet=unet.float(),
+            vae=vae.float(),
+            scheduler=scheduler,
+            resolution=int(unet.config.sample_size) * factor,
+            prior_prompt=prior_prompt,
+        )
+    )
+
+
+def _load_tokenizer(folder: Path, source: str) -> CLIPTokenizer:
+    if folder.exists() and not (folder / "tokenizer").exists():
+        return build_clip_tokenizer()
+    return CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=True)
+
+
+def _frozen(backbone: Backbone) -> Backbone:
+    for module in (backbone.text_encoder, backbone.unet, backbone.vae):
+        module.requires_grad_(False)
+        module.eval()
+    return backbone
+
+
+def _to(backbone: Backbone, device: str | torch.device) -> Backbone:
+    for module in (backbone.text_encoder, backbone.unet, backbone.vae):
+        module.to(device)
+    return backbone

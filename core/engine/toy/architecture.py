@@ -1,0 +1,117 @@
+"""Configurations of the toy backbone: Stable Diffusion's classes at a CPU-sized scale.
+
+The toy uses exactly the component classes of SD 1.x (``UNet2DConditionModel`` with
+cross-attention ``attn2.to_k/to_v``, ``AutoencoderKL``, ``CLIPTextModel``, the CLIP BPE
+tokenizer and SD's ``scaled_linear`` DDPM schedule), so the engine has one code path.
+64x64 RGB images are encoded by a 4x-downsampling VAE into 16x16x4 latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+IMAGE_SIZE = 64
+LATENT_SIZE = 16
+LATENT_CHANNELS = 4
+VOCAB_SIZE = 49408
+MAX_POSITIONS = 77
+BOS_ID, EOS_ID, PAD_ID = 49406, 49407, 49407
+
+
+@dataclass(frozen=True)
+class ToyArchitecture:
+    """Sizes of the three networks; ``build_*`` turn them into untrained modules."""
+
+    text_hidden: int = 64
+    text_layers: int = 4
+    text_heads: int = 4
+    text_intermediate: int = 256
+    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_layers_per_block: int = 1
+    unet_head_dim: int = 8
+    vae_channels: tuple[int, ...] = (32, 64, 64)
+    vae_layers_per_block: int = 1
+    scheduler: dict[str, Any] = field(
+        default_factory=lambda: {
+            "num_train_timesteps": 1000,
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "beta_schedule": "scaled_linear",
+            "steps_offset": 1,
+            "clip_sample": False,
+            "set_alpha_to_one": False,
+            "prediction_type": "epsilon",
+        }
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def unet_config(self) -> dict[str, Any]:
+        levels = len(self.unet_channels)
+        return {
+            "sample_size": LATENT_SIZE,
+            "in_channels": LATENT_CHANNELS,
+            "out_channels": LATENT_CHANNELS,
+            "layers_per_block": self.unet_layers_per_block,
+            "block_out_channels": tuple(self.unet_channels),
+            "down_block_types": ("CrossAttnDownBlock2D",) * levels,
+            "up_block_types": ("CrossAttnUpBlock2D",) * levels,
+            "cross_attention_dim": self.text_hidden,
+            "attention_head_dim": self.unet_head_dim,
+            "norm_num_groups": 32,
+        }
+
+    def vae_config(self) -> dict[str, Any]:
+        levels = len(self.vae_channels)
+        return {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D",) * levels,
+            "up_block_types": ("UpDecoderBlock2D",) * levels,
+            "block_out_channels": tuple(self.vae_channels),
+            "layers_per_block": self.vae_layers_per_block,
+            "latent_channels": LATENT_CHANNELS,
+            "sample_size": IMAGE_SIZE,
+            "norm_num_groups": 32,
+            "scaling_factor": 1.0,
+        }
+
+    def text_config(self) -> dict[str, Any]:
+        return {
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": self.text_hidden,
+            "intermediate_size": self.text_intermediate,
+            "num_hidden_layers": self.text_layers,
+            "num_attention_heads": self.text_heads,
+            "max_position_embeddings": MAX_POSITIONS,
+            "projection_dim": self.text_hidden,
+            "hidden_act": "quick_gelu",
+            "bos_token_id": BOS_ID,
+            "eos_token_id": EOS_ID,
+            "pad_token_id": PAD_ID,
+        }
+
+    def build_unet(self):
+        from diffusers import UNet2DConditionModel
+
+        return UNet2DConditionModel(**self.unet_config())
+
+    def build_vae(self):
+        from diffusers import AutoencoderKL
+
+        return AutoencoderKL(**self.vae_config())
+
+    def build_text_encoder(self):
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        return CLIPTextModel(CLIPTextConfig(**self.text_config()))
+
+    def build_scheduler(self):
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(**self.scheduler)
+
+
+TOY = ToyArchitecture()
