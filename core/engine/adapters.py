@@ -38,7 +38,10 @@ def _peft_config(config: EngineConfig) -> LoraConfig | VeraConfig:
     if config.adapter_type == "vera":
         return VeraConfig(r=config.vera_rank, target_modules=KV_TARGETS, projection_prng_key=0)
     return LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_rank, init_lora_weights="gaussian", target_modules=KV_TARGETS
+        r=config.lora_rank,
+        lora_alpha=config.lora_rank,
+        init_lora_weights="gaussian",
+        target_modules=KV_TARGETS,
     )
 
 

@@ -58,7 +58,9 @@ def initial_embedding(backbone: Backbone, class_word: str | None) -> torch.Tenso
     return table[backbone.tokenizer(RARE_INIT_WORD, add_special_tokens=False).input_ids[0]].detach().clone()
 
 
-def tokenize(backbone: Backbone, prompts: Sequence[str], known: Sequence[str]) -> tuple[torch.Tensor, list[list[tuple[int, str]]]]:
+def tokenize(
+    backbone: Backbone, prompts: Sequence[str], known: Sequence[str]
+) -> tuple[torch.Tensor, list[list[tuple[int, str]]]]:
     """Token ids (padded to 77) and, per prompt, the (position, token) of each user token."""
     tokenizer = backbone.tokenizer
     max_len = tokenizer.model_max_length
@@ -72,7 +74,7 @@ def tokenize(backbone: Backbone, prompts: Sequence[str], known: Sequence[str]) -
                 ids.append(tokenizer.eos_token_id - 1)  # placeholder id; its embedding is replaced
             elif piece.strip():
                 ids.extend(tokenizer(piece, add_special_tokens=False).input_ids)
-        ids = ids[: max_len - 1] + [tokenizer.eos_token_id]
+        ids = [*ids[:max_len - 1], tokenizer.eos_token_id]
         slots = [(pos, tok) for pos, tok in slots if pos < max_len - 1]
         all_ids.append(ids + [tokenizer.pad_token_id] * (max_len - len(ids)))
         all_slots.append(slots)
