@@ -1,0 +1,89 @@
+"""The FastAPI application: ``create_app(settings)``; ``api.app:app`` builds one from the environment.
+
+The API process never imports torch (a test enforces it): it validates, stores, enqueues and
+reads the database; all ML runs in the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.deps import Services
+from api.dispatch import outbox_dispatcher
+from api.limits import BodySizeLimitMiddleware
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import adapters, admin, concepts, generate, health, images, jobs, me
+from core.db.session import make_session_factory
+from core.settings import Settings
+from core.storage import ArtifactStore
+
+log = logging.getLogger("mnemo.api")
+BODY_OVERHEAD_BYTES = 1024 * 1024
+
+DESCRIPTION = """Mnemo teaches a text-to-image diffusion model your concepts one at a time
+(continual personalization with diffusion-classifier scores), without keeping your photos.
+
+Authenticate with `Authorization: Bearer <api key>`. Errors are JSON `{"detail": ...}`.
+An id that is not yours answers 404, exactly like a missing one."""
+
+
+def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], None] | None = None) -> FastAPI:
+    """Build the app. ``dispatcher`` replaces the outbox flush (default: ``worker.dispatch``)."""
+    settings = settings or Settings()
+    session_factory = make_session_factory(settings.database_url)
+    services = Services(
+        settings=settings,
+        session_factory=session_factory,
+        store=ArtifactStore(settings.data_dir),
+        dispatch=dispatcher or outbox_dispatcher(session_factory=session_factory, settings=settings),
+    )
+    app = FastAPI(title="Mnemo", version="1", description=DESCRIPTION)
+    app.state.services = services
+    app.state.metrics = ApiMetrics(session_factory)
+
+    for module in (concepts, jobs, generate, images, adapters, me, admin, health):
+        app.include_router(module.router)
+
+    max_body = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # Field errors without echoing the submitted values (they may be file bytes or prompts).
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in error.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": details})
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(error).__name__)
+        return JSONResponse(status_code=500, content={"detail": "internal error"})
+
+
+def __getattr__(name: str) -> Any:
+    """``api.app:app`` for uvicorn: built on first access from the environment (``MNEMO_*``)."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

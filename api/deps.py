@@ -1,0 +1,100 @@
+"""Request dependencies: the app's services, a DB session, and the authenticated user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.models import Role, User
+from core.db.users import authenticate
+from core.settings import Settings
+from core.storage import ArtifactStore
+from core.uploads import UploadLimits
+
+NOT_FOUND = "not found"
+UNAUTHORIZED = "missing or invalid API key"
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per app."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    store: ArtifactStore
+    dispatch: Callable[[], None] = field(default=lambda: None)
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        s = self.settings
+        return UploadLimits(
+            max_bytes=s.max_upload_bytes,
+            max_files=s.max_files_per_concept,
+            min_files=s.min_files_per_concept,
+            max_pixels=s.max_image_pixels,
+            min_side=s.min_image_side,
+        )
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    session = services.session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def not_found() -> HTTPException:
+    """The one 404 used for missing ids and for other users' ids alike."""
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
+
+
+def _bearer_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def current_user(
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    session: Annotated[Session, Depends(get_session)],
+) -> User:
+    """The user of the request's ``Authorization: Bearer <key>``: 401 without/with a bad key, 403 disabled."""
+    key = _bearer_key(request)
+    user = authenticate(session, key=key, pepper=services.settings.pepper) if key else None
+    if user is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=UNAUTHORIZED,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    session.commit()  # last_used_at
+    if user.disabled:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="this account is disabled")
+    request.state.user_id = user.id
+    return user
+
+
+def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
+    if user.role != Role.ADMIN.value:
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="admin role required")
+    return user
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SessionDep = Annotated[Session, Depends(get_session)]
+UserDep = Annotated[User, Depends(current_user)]
+AdminDep = Annotated[User, Depends(admin_user)]

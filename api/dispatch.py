@@ -1,0 +1,35 @@
+"""Sending committed outbox rows to the broker, after the transaction that wrote them.
+
+The sender is ``worker.dispatch.flush_outbox`` (a Celery client that sends by task name and
+never imports torch). A broker that is down is not an error for the request: the job stays
+``queued`` in the database and the reconciler sends it later.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings
+
+log = logging.getLogger("mnemo.api.dispatch")
+
+
+def outbox_dispatcher(*, session_factory: sessionmaker[Session], settings: Settings) -> Callable[[], None]:
+    """A no-argument callable that flushes the outbox and never raises."""
+
+    def flush() -> None:
+        try:
+            module = importlib.import_module("worker.dispatch")
+        except ImportError as error:
+            log.warning("outbox not flushed: worker.dispatch is unavailable (%s)", type(error).__name__)
+            return
+        try:
+            module.flush_outbox(session_factory=session_factory, settings=settings)
+        except Exception as error:  # the reconciler re-sends; the request must not fail
+            log.warning("outbox flush failed (%s); jobs stay queued for the reconciler", type(error).__name__)
+
+    return flush

@@ -1,0 +1,39 @@
+"""``GET /v1/adapters``: the user's adapter lineage chain (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from api.deps import SessionDep, UserDep
+from api.schemas import AdapterLineage, AdapterVersionOut
+from core.db.lineage import lineage_chain
+from core.db.models import Concept
+
+router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
+
+
+@router.get("", response_model=AdapterLineage, summary="Your adapter versions, first task to current head")
+def list_adapters(user: UserDep, session: SessionDep) -> AdapterLineage:
+    chain = lineage_chain(session, user_id=user.id)
+    concepts = {c.id: c for c in session.scalars(select(Concept).where(Concept.user_id == user.id))}
+    versions = []
+    for position, version in enumerate(chain, start=1):
+        concept = concepts.get(version.concept_id) if version.concept_id else None
+        versions.append(
+            AdapterVersionOut(
+                id=version.id,
+                version=position,
+                task_index=version.task_index,
+                concept_id=version.concept_id,
+                concept_name=concept.name if concept else None,
+                token=concept.token if concept else None,
+                parent_id=version.parent_id,
+                method=version.method,
+                sha256=version.sha256,
+                size_bytes=version.size_bytes,
+                files=version.files,
+                created_at=version.created_at,
+            )
+        )
+    return AdapterLineage(head=chain[-1].id if chain else None, versions=versions)

@@ -1,0 +1,82 @@
+"""``/v1/admin/users``: create, list, disable/enable, rotate keys (admin role)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.deps import AdminDep, ServicesDep, SessionDep, not_found
+from api.schemas import ErrorOut, UserCreate, UserList, UserOut, UserUpdate, UserWithKey
+from core.db.models import ApiKey, User
+from core.db.users import UserError, create_user, rotate_key, set_disabled
+
+router = APIRouter(prefix="/v1/admin/users", tags=["admin"], responses={403: {"model": ErrorOut}})
+
+
+def user_out(session: Session, user: User) -> UserOut:
+    keys = session.scalar(
+        select(func.count()).select_from(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+    )
+    return UserOut.model_validate(user).model_copy(update={"active_keys": int(keys or 0)})
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserWithKey, summary="Create a user")
+def create(body: UserCreate, admin: AdminDep, session: SessionDep, services: ServicesDep) -> UserWithKey:
+    try:
+        issued = create_user(
+            session, name=body.name, role=body.role, pepper=services.settings.pepper, actor_user_id=admin.id
+        )
+    except UserError as error:
+        session.rollback()
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(error)) from None
+    session.commit()
+    return UserWithKey(user=user_out(session, issued.user), api_key=issued.key, key_prefix=issued.prefix)
+
+
+@router.get("", response_model=UserList, summary="All users")
+def list_all(admin: AdminDep, session: SessionDep) -> UserList:
+    users = session.scalars(select(User).order_by(User.created_at, User.name))
+    return UserList(users=[user_out(session, u) for u in users])
+
+
+def _user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise not_found()
+    return user
+
+
+@router.patch("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
+def update(user_id: str, body: UserUpdate, admin: AdminDep, session: SessionDep) -> UserOut:
+    user = _user(session, user_id)
+    if user.id == admin.id and body.disabled:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT, detail="you cannot disable your own account"
+        )
+    set_disabled(session, user=user, disabled=body.disabled, actor_user_id=admin.id)
+    session.commit()
+    return user_out(session, user)
+
+
+@router.post("/{user_id}/disable", response_model=UserOut, responses={404: {"model": ErrorOut}})
+def disable(user_id: str, admin: AdminDep, session: SessionDep) -> UserOut:
+    return update(user_id, UserUpdate(disabled=True), admin, session)
+
+
+@router.post("/{user_id}/enable", response_model=UserOut, responses={404: {"model": ErrorOut}})
+def enable(user_id: str, admin: AdminDep, session: SessionDep) -> UserOut:
+    return update(user_id, UserUpdate(disabled=False), admin, session)
+
+
+@router.post(
+    "/{user_id}/rotate",
+    response_model=UserWithKey,
+    responses={404: {"model": ErrorOut}},
+    summary="Issue a new key and revoke the old ones",
+)
+def rotate(user_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> UserWithKey:
+    user = _user(session, user_id)
+    issued = rotate_key(session, user=user, pepper=services.settings.pepper, actor_user_id=admin.id)
+    session.commit()
+    return UserWithKey(user=user_out(session, user), api_key=issued.key, key_prefix=issued.prefix)

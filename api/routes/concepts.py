@@ -1,0 +1,147 @@
+"""``/v1/concepts``: upload a concept's images (one new task of the user's sequence), list, get."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, File, Form, HTTPException, UploadFile, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.deps import ServicesDep, SessionDep, UserDep, not_found
+from api.schemas import ConceptCreated, ConceptList, ConceptOut, ErrorOut, JobOut
+from core.db.enqueue import CONCEPT_NAME, ConceptExistsError, TrainRequest, create_train_job
+from core.db.models import Concept, Job, JobKind
+from core.engine.methods import DEFAULT_METHOD, METHODS
+from core.storage import StoredFile
+from core.uploads import UploadError, validate_images
+
+router = APIRouter(prefix="/v1/concepts", tags=["concepts"])
+CLASS_WORD = re.compile(r"^[A-Za-z][A-Za-z '-]{0,63}$")
+
+UPLOAD_ERRORS = {
+    400: {"model": ErrorOut, "description": "malformed request"},
+    409: {"model": ErrorOut, "description": "a concept with this name exists"},
+    413: {"model": ErrorOut, "description": "a file, the image or the request is too large"},
+    415: {"model": ErrorOut, "description": "a file is not a JPEG, PNG or WebP image"},
+    422: {"model": ErrorOut, "description": "invalid field or corrupt image"},
+}
+
+
+def concept_out(session: Session, concept: Concept) -> ConceptOut:
+    job_id = session.scalar(
+        select(Job.id)
+        .where(Job.concept_id == concept.id, Job.kind == JobKind.TRAIN.value)
+        .order_by(Job.seq.desc())
+        .limit(1)
+    )
+    return ConceptOut.model_validate(concept).model_copy(update={"job_id": job_id})
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=message)
+
+
+def _validate_fields(
+    *, name: str, class_word: str | None, method: str | None, steps: int | None, max_steps: int
+) -> TrainRequest:
+    if not CONCEPT_NAME.match(name):
+        raise _unprocessable(
+            "name must be a slug: 1-32 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
+        )
+    class_word = (class_word or "").strip() or None
+    if class_word is not None and not CLASS_WORD.match(class_word):
+        raise _unprocessable("class_word must be 1-64 letters (spaces, ' and - allowed), e.g. 'dog'")
+    method = (method or "").strip() or DEFAULT_METHOD
+    if method not in METHODS:
+        raise _unprocessable(f"unknown method {method!r}; known methods: {', '.join(sorted(METHODS))}")
+    if steps is not None and not 1 <= steps <= max_steps:
+        raise _unprocessable(f"steps must be between 1 and {max_steps}")
+    return TrainRequest(name=name, class_word=class_word, method=method, steps=steps)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ConceptCreated,
+    responses=UPLOAD_ERRORS,
+    summary="Upload a concept's images and queue its training",
+)
+def create_concept(
+    user: UserDep,
+    session: SessionDep,
+    services: ServicesDep,
+    background: BackgroundTasks,
+    name: Annotated[str, Form(description="a slug; the concept's token is <name>")],
+    images: Annotated[list[UploadFile], File(description="JPEG, PNG or WebP; repeat the field per file")],
+    class_word: Annotated[str | None, Form(description="e.g. 'dog'; initialises the token")] = None,
+    method: Annotated[str | None, Form(description=f"default {DEFAULT_METHOD}")] = None,
+    steps: Annotated[int | None, Form(description="training steps (default from the engine preset)")] = None,
+) -> ConceptCreated:
+    request = _validate_fields(
+        name=name,
+        class_word=class_word,
+        method=method,
+        steps=steps,
+        max_steps=services.settings.train_max_steps,
+    )
+    if session.scalar(select(Concept.id).where(Concept.user_id == user.id, Concept.name == request.name)):
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT, detail=str(ConceptExistsError(request.name))
+        )
+    limits = services.upload_limits
+    if len(images) > limits.max_files:
+        raise HTTPException(
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"at most {limits.max_files} images per concept, got {len(images)}",
+        )
+    files = [(upload.filename, upload.file.read(limits.max_bytes + 1)) for upload in images]
+    try:
+        cleaned = validate_images(files, limits=limits)
+    except UploadError as error:
+        raise HTTPException(status_code=error.status, detail=error.message) from None
+    finally:
+        del files
+    stored: list[StoredFile] = []
+    try:
+        for image in cleaned:
+            stored.append(services.store.write_bytes(services.store.new_upload_path(), image.png))
+        concept, job = create_train_job(
+            session,
+            user_id=user.id,
+            request=request,
+            uploads=stored,
+            max_attempts=services.settings.job_max_attempts,
+        )
+        session.commit()
+    except BaseException as error:
+        session.rollback()
+        services.store.delete_many([s.path for s in stored])
+        if isinstance(error, ConceptExistsError | IntegrityError):
+            raise HTTPException(
+                status_code=status.HTTP_409_CONFLICT, detail=str(ConceptExistsError(request.name))
+            ) from None
+        raise
+    background.add_task(services.dispatch)
+    return ConceptCreated(
+        concept=concept_out(session, concept).model_copy(update={"job_id": job.id}),
+        job=JobOut.model_validate(job),
+    )
+
+
+@router.get("", response_model=ConceptList, summary="Your concepts, oldest first")
+def list_concepts(user: UserDep, session: SessionDep) -> ConceptList:
+    concepts = session.scalars(
+        select(Concept).where(Concept.user_id == user.id).order_by(Concept.created_at, Concept.name)
+    )
+    return ConceptList(concepts=[concept_out(session, c) for c in concepts])
+
+
+@router.get("/{concept_id}", response_model=ConceptOut, responses={404: {"model": ErrorOut}})
+def get_concept(concept_id: str, user: UserDep, session: SessionDep) -> ConceptOut:
+    concept = session.scalar(select(Concept).where(Concept.id == concept_id, Concept.user_id == user.id))
+    if concept is None:
+        raise not_found()
+    return concept_out(session, concept)

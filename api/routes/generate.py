@@ -1,0 +1,129 @@
+"""``POST /v1/generate`` (and ``POST /generate``): queue a generation, optionally wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services, ServicesDep, UserDep
+from api.schemas import ErrorOut, GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
+from core.db.enqueue import GenerateRequest, create_generate_job, prompt_tokens, ready_tokens
+from core.db.models import FINAL_JOB_STATES, GeneratedImage, Job, JobState
+
+router = APIRouter(tags=["generate"])
+WAIT_POLL_SECONDS = 0.1
+
+
+class GenerateRefused(Exception):
+    def __init__(self, status_code: int, body: dict[str, object]) -> None:
+        self.status_code, self.body = status_code, body
+
+
+def image_refs(session: Session, *, generation_id: str) -> list[ImageRef]:
+    rows = session.scalars(
+        select(GeneratedImage)
+        .where(GeneratedImage.generation_id == generation_id)
+        .order_by(GeneratedImage.created_at, GeneratedImage.id)
+    )
+    return [ImageRef(id=r.id, url=f"/v1/images/{r.id}", width=r.width, height=r.height) for r in rows]
+
+
+def _enqueue(services: Services, *, user_id: str, body: GenerateIn) -> tuple[str, str]:
+    settings = services.settings
+    if len(body.prompt) > settings.generate_max_prompt_chars or len(body.negative_prompt) > (
+        settings.generate_max_prompt_chars
+    ):
+        raise GenerateRefused(
+            422, {"detail": f"prompts are limited to {settings.generate_max_prompt_chars} characters"}
+        )
+    if body.n > settings.generate_max_images:
+        raise GenerateRefused(422, {"detail": f"n must be at most {settings.generate_max_images}"})
+    steps = body.steps or settings.generate_default_steps
+    if steps > settings.generate_max_steps:
+        raise GenerateRefused(422, {"detail": f"steps must be at most {settings.generate_max_steps}"})
+    with services.session_factory() as session:
+        known = ready_tokens(session, user_id=user_id)
+        used = prompt_tokens(body.prompt) + prompt_tokens(body.negative_prompt)
+        unknown = list(dict.fromkeys(t for t in used if t not in known))
+        if unknown:
+            listed = ", ".join(known) if known else "none yet"
+            raise GenerateRefused(
+                422,
+                UnknownTokenOut(
+                    detail=f"unknown token(s) {', '.join(unknown)} in prompt; your tokens: {listed}",
+                    unknown_tokens=unknown,
+                    your_tokens=known,
+                ).model_dump(),
+            )
+        request = GenerateRequest(
+            prompt=body.prompt,
+            negative_prompt=body.negative_prompt,
+            n=body.n,
+            steps=steps,
+            guidance_scale=body.guidance_scale,
+            seed=body.seed,
+        )
+        generation, job = create_generate_job(
+            session, user_id=user_id, request=request, max_attempts=settings.job_max_attempts
+        )
+        session.commit()
+        return generation.id, job.id
+
+
+def _result(services: Services, *, job_id: str, generation_id: str) -> GenerateOut:
+    with services.session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        images = image_refs(session, generation_id=generation_id) if job.state == JobState.SUCCEEDED else []
+        return GenerateOut(job=JobOut.model_validate(job), generation_id=generation_id, images=images)
+
+
+async def _generate(body: GenerateIn, user: UserDep, services: ServicesDep) -> JSONResponse:
+    try:
+        generation_id, job_id = await run_in_threadpool(_enqueue, services, user_id=user.id, body=body)
+    except GenerateRefused as refused:
+        return JSONResponse(status_code=refused.status_code, content=refused.body)
+    await run_in_threadpool(services.dispatch)
+    wait = min(body.wait, services.settings.generate_max_wait_seconds)
+    deadline = time.monotonic() + wait
+    out = await run_in_threadpool(_result, services, job_id=job_id, generation_id=generation_id)
+    while out.job.state not in FINAL_JOB_STATES and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        out = await run_in_threadpool(_result, services, job_id=job_id, generation_id=generation_id)
+    done = out.job.state in FINAL_JOB_STATES
+    code = status.HTTP_200_OK if done and wait > 0 else status.HTTP_202_ACCEPTED
+    return JSONResponse(status_code=code, content=out.model_dump(mode="json"))
+
+
+RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"model": GenerateOut, "description": "finished within `wait` seconds"},
+    202: {"model": GenerateOut, "description": "queued (poll GET /v1/jobs/{id})"},
+    422: {"model": UnknownTokenOut, "description": "unknown <token> in the prompt, or invalid fields"},
+    401: {"model": ErrorOut},
+}
+
+router.add_api_route(
+    "/v1/generate",
+    _generate,
+    methods=["POST"],
+    status_code=202,
+    response_model=GenerateOut,
+    responses=RESPONSES,
+    summary="Generate images (202 with the job; 200 with the images when `wait` suffices)",
+)
+router.add_api_route(
+    "/generate",
+    _generate,
+    methods=["POST"],
+    status_code=202,
+    response_model=GenerateOut,
+    responses=RESPONSES,
+    summary="Same as POST /v1/generate",
+    operation_id="generate_short_path",
+)

@@ -1,0 +1,40 @@
+"""``GET /v1/images/{id}``: a generated image's PNG bytes, to its owner only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from api.deps import ServicesDep, SessionDep, UserDep, not_found
+from api.schemas import ErrorOut
+from core.db.models import GeneratedImage
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+
+
+@router.get(
+    "/{image_id}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
+    summary="A generated image (PNG)",
+)
+def get_image(image_id: str, user: UserDep, session: SessionDep, services: ServicesDep) -> Response:
+    image = session.scalar(
+        select(GeneratedImage).where(GeneratedImage.id == image_id, GeneratedImage.user_id == user.id)
+    )
+    if image is None:
+        raise not_found()
+    try:
+        data = services.store.read_bytes(image.path)
+    except (OSError, ValueError):
+        raise not_found() from None
+    return Response(
+        content=data,
+        media_type="image/png",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+            "ETag": f'"{image.sha256}"',
+        },
+    )

@@ -1,0 +1,102 @@
+"""``/v1/jobs``: a job's state and progress, a server-sent event stream of it, and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services, ServicesDep, SessionDep, UserDep, not_found
+from api.schemas import ErrorOut, JobOut
+from core.db.cleanup import cancel_job
+from core.db.models import Job
+from core.db.session import write_transaction
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+KEEPALIVE_SECONDS = 15.0
+
+
+def owned_job(session: Session, *, job_id: str, user_id: str) -> Job:
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+    if job is None:
+        raise not_found()
+    return job
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
+def get_job(job_id: str, user: UserDep, session: SessionDep) -> JobOut:
+    return JobOut.model_validate(owned_job(session, job_id=job_id, user_id=user.id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses={404: {"model": ErrorOut}},
+    summary="Cancel a queued job, or ask a running one to stop at the next step",
+)
+def cancel(job_id: str, user: UserDep, session: SessionDep, services: ServicesDep) -> JobOut:
+    owned_job(session, job_id=job_id, user_id=user.id)
+    session.rollback()
+    with write_transaction(services.session_factory) as tx:
+        job = owned_job(tx, job_id=job_id, user_id=user.id)
+        outcome = cancel_job(tx, store=services.store, job=job, actor_user_id=user.id)
+    return JobOut.model_validate(outcome.job)
+
+
+def _job_snapshot(services: Services, *, job_id: str, user_id: str) -> dict[str, Any] | None:
+    with services.session_factory() as session:
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+        return None if job is None else JobOut.model_validate(job).model_dump(mode="json")
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "events `job` (JobOut JSON), then `end`"},
+        404: {"model": ErrorOut},
+    },
+    summary="Server-sent events: the job's state and progress until it is final",
+)
+async def job_events(
+    job_id: str, request: Request, user: UserDep, services: ServicesDep
+) -> StreamingResponse:
+    first = await run_in_threadpool(_job_snapshot, services, job_id=job_id, user_id=user.id)
+    if first is None:
+        raise not_found()
+    poll = services.settings.events_poll_seconds
+
+    async def stream() -> AsyncIterator[str]:
+        snapshot: dict[str, Any] | None = first
+        last_sent: dict[str, Any] | None = None
+        last_write = time.monotonic()
+        while True:
+            if snapshot is None:  # the job (or its user) was deleted
+                yield "event: end\ndata: {}\n\n"
+                return
+            if snapshot != last_sent:
+                yield f"event: job\ndata: {json.dumps(snapshot)}\n\n"
+                last_sent, last_write = snapshot, time.monotonic()
+            if snapshot["state"] in ("succeeded", "failed", "cancelled"):
+                yield f"event: end\ndata: {json.dumps({'state': snapshot['state']})}\n\n"
+                return
+            if time.monotonic() - last_write > KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                last_write = time.monotonic()
+            await asyncio.sleep(poll)
+            if await request.is_disconnected():
+                return
+            snapshot = await run_in_threadpool(_job_snapshot, services, job_id=job_id, user_id=user.id)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

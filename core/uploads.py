@@ -1,0 +1,162 @@
+"""Validation and re-encoding of uploaded training images (DESIGN.md §7, research/reliability.md §2).
+
+Rules, in the order they are checked for every file of a request:
+  1. the client's filename is never used for anything; one that carries a path
+     (``/``, ``\\``, ``..``, NUL or control characters) is refused as a malformed request;
+  2. size cap (bytes), then the type is sniffed from the magic bytes (JPEG, PNG, WebP only;
+     extension and Content-Type are ignored) and must agree with what Pillow parses, with
+     Pillow restricted to those three formats (no EPS/TIFF/... parser is ever reached);
+  3. pixel cap checked on the header size *before* decoding, stricter than Pillow's
+     ``MAX_IMAGE_PIXELS``; Pillow's ``DecompressionBombWarning`` is an error too;
+     single frame only;
+  4. ``verify()`` then a full decode (truncated files are errors: ``LOAD_TRUNCATED_IMAGES`` stays off);
+  5. re-encode from pixels to PNG (EXIF orientation applied first), which drops EXIF/GPS,
+     ICC, XMP, comments, text chunks and appended payloads.
+
+``validate_images`` checks all files and raises on the first bad one, so a request stores
+nothing unless every file is good.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+FORMAT_LABEL = "a JPEG, PNG or WebP image"
+
+
+class UploadError(ValueError):
+    """A refused upload; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, *, status: int = 422, index: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.index = index
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_files: int
+    min_files: int
+    max_pixels: int
+    min_side: int = 1
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    """A validated image re-encoded as PNG bytes, plus its original sniffed format."""
+
+    png: bytes
+    width: int
+    height: int
+    source_format: str
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The allowed format named by the magic bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def check_filename(filename: str | None, *, label: str) -> None:
+    """Refuse a client filename that carries a path or control characters (it is never used)."""
+    if not filename:
+        return
+    if len(filename) > 255:
+        raise UploadError(f"{label}: the filename is longer than 255 characters")
+    normalized = unicodedata.normalize("NFKC", filename)
+    if any(unicodedata.category(ch) == "Cc" for ch in normalized):
+        raise UploadError(f"{label}: the filename contains control characters")
+    if "/" in normalized or "\\" in normalized or normalized.strip() in (".", ".."):
+        raise UploadError(f"{label}: the filename must be a plain name, not a path")
+
+
+def clean_image(data: bytes, *, limits: UploadLimits, label: str) -> CleanImage:
+    """Validate one image's bytes and re-encode it as metadata-free PNG; ``UploadError`` if bad."""
+    if len(data) == 0:
+        raise UploadError(f"{label}: the file is empty")
+    if len(data) > limits.max_bytes:
+        raise UploadError(f"{label}: the file is larger than {limits.max_bytes} bytes", status=413)
+    sniffed = sniff_format(data[:16])
+    if sniffed is None:
+        raise UploadError(f"{label}: not {FORMAT_LABEL} (by its content)", status=415)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as probe:
+                _check_header(probe, sniffed=sniffed, limits=limits, label=label)
+                probe.verify()
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                _check_header(image, sniffed=sniffed, limits=limits, label=label)
+                image.load()
+                pixels = _pixels_only(image)
+        except UploadError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UploadError(
+                f"{label}: the image has too many pixels (decompression bomb)", status=413
+            ) from None
+        except UnidentifiedImageError:
+            raise UploadError(f"{label}: not {FORMAT_LABEL} (cannot be parsed)", status=415) from None
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError):
+            raise UploadError(f"{label}: the image is corrupt or truncated") from None
+    out = io.BytesIO()
+    pixels.save(out, format="PNG", optimize=False)
+    return CleanImage(png=out.getvalue(), width=pixels.width, height=pixels.height, source_format=sniffed)
+
+
+def _check_header(image: Image.Image, *, sniffed: str, limits: UploadLimits, label: str) -> None:
+    if image.format != sniffed:
+        raise UploadError(f"{label}: the content does not match its {sniffed} signature", status=415)
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise UploadError(
+            f"{label}: {width}x{height} is more than {limits.max_pixels} pixels (decompression bomb guard)",
+            status=413,
+        )
+    if min(width, height) < limits.min_side:
+        raise UploadError(f"{label}: {width}x{height} is smaller than {limits.min_side} pixels per side")
+    if getattr(image, "n_frames", 1) > 1:
+        raise UploadError(f"{label}: animated or multi-frame images are not accepted")
+
+
+def _pixels_only(image: Image.Image) -> Image.Image:
+    """A new RGB image holding only the (orientation-corrected) pixels, no metadata."""
+    oriented = ImageOps.exif_transpose(image)
+    if oriented.mode in ("RGBA", "LA", "PA") or (oriented.mode == "P" and "transparency" in oriented.info):
+        rgba = oriented.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        oriented = Image.alpha_composite(background, rgba)
+    rgb = oriented.convert("RGB")
+    return Image.frombytes("RGB", rgb.size, rgb.tobytes())
+
+
+def validate_images(files: list[tuple[str | None, bytes]], *, limits: UploadLimits) -> list[CleanImage]:
+    """Validate a request's files ``[(client filename, bytes), ...]``; all good or ``UploadError``."""
+    if len(files) < limits.min_files:
+        raise UploadError(f"at least {limits.min_files} image(s) are required, got {len(files)}")
+    if len(files) > limits.max_files:
+        raise UploadError(f"at most {limits.max_files} images per concept, got {len(files)}", status=413)
+    cleaned = []
+    for index, (filename, data) in enumerate(files, start=1):
+        label = f"image {index} of {len(files)}"
+        try:
+            check_filename(filename, label=label)
+            cleaned.append(clean_image(data, limits=limits, label=label))
+        except UploadError as error:
+            error.index = index
+            raise
+    return cleaned
