@@ -1,0 +1,99 @@
+"""Starting and stopping the service's own processes (``mnemo serve``, ``mnemo demo``, tests).
+
+Each child runs ``python -m core.cli.main <command>`` in its own process group, so that
+stopping it also stops the Celery pool children it forked. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+def mnemo_command(*args: str) -> list[str]:
+    """The argv that runs ``mnemo <args>`` with this interpreter (no reliance on PATH)."""
+    return [sys.executable, "-m", "core.cli.main", *args]
+
+
+def start(
+    args: list[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a child in a new process group; its output goes to ``log_path`` (else inherited)."""
+    stream: IO[bytes] | int | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_path, "ab")  # noqa: SIM115 (closed by the child's exit)
+    try:
+        return subprocess.Popen(
+            args,
+            env=dict(env) if env is not None else None,
+            stdout=stream,
+            stderr=subprocess.STDOUT if stream is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    finally:
+        if stream is not None and not isinstance(stream, int):
+            stream.close()
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 15.0) -> int | None:
+    """SIGTERM the child (a warm shutdown), then SIGKILL its process group after ``timeout`` s."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+    kill(process)
+    return process.returncode
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's whole process group (the main process and any pool children)."""
+    _signal_group(process, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def wait_http_ok(url: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``GET url`` answers 200; raise if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the process serving {url} exited with code {process.returncode}")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as error:
+            last = type(error).__name__
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s ({last})")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,111 @@
+"""The heartbeat of a running attempt: lease extension, progress, cancel and lease-loss flags.
+
+The engine reports progress on every step (``progress(phase, step, total, loss)``) and asks
+``should_stop()`` between steps; both only touch memory. A background thread writes the
+newest progress to the job row at most every ``progress_interval`` seconds and extends the
+lease (fenced by the attempt's token); it raises the stop flag when the user cancelled or
+when the lease was lost to another attempt (research/reliability.md §1.4.4).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.jobs import heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class JobMonitor:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        job_id: str,
+        fencing_token: int,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        progress_interval: float = 1.0,
+    ) -> None:
+        self.session_factory = session_factory
+        self.job_id = job_id
+        self.fencing_token = fencing_token
+        self.lease_seconds = lease_seconds
+        # Extend the lease well before it runs out, whatever the configured cadence.
+        self.heartbeat_seconds = max(0.2, min(heartbeat_seconds, lease_seconds / 3))
+        self.progress_interval = progress_interval
+        self.cancel_requested = False
+        self.lease_lost = False
+        self._progress: dict[str, Any] | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id[:8]}", daemon=True)
+
+    # ---- engine callbacks (memory only) --------------------------------------------------------
+    def progress(self, phase: str, step: int, total: int, loss: float | None) -> None:
+        with self._lock:
+            self._progress = {
+                "phase": phase,
+                "step": int(step),
+                "total": int(total),
+                "loss": None if loss is None else float(loss),
+            }
+            self._dirty = True
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested or self.lease_lost
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def __enter__(self) -> JobMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the thread after one last progress write (if any is pending and the lease is held)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def beat(self) -> None:
+        """One heartbeat now (also called by the thread)."""
+        with self._lock:
+            progress = self._progress if self._dirty else None
+            self._dirty = False
+        try:
+            result = heartbeat(
+                self.session_factory,
+                job_id=self.job_id,
+                fencing_token=self.fencing_token,
+                lease_seconds=self.lease_seconds,
+                progress=progress,
+            )
+        except Exception as error:  # a DB blip: keep training, try again at the next beat
+            log.warning("heartbeat failed for job %s: %s", self.job_id, type(error).__name__)
+            with self._lock:
+                self._dirty = self._dirty or progress is not None
+            return
+        self.cancel_requested = self.cancel_requested or result.cancel_requested
+        if not result.alive:
+            self.lease_lost = True
+
+    def _run(self) -> None:
+        last_lease = time.monotonic()
+        tick = min(self.progress_interval, self.heartbeat_seconds)
+        while not self._stop.wait(tick):
+            due = time.monotonic() - last_lease >= self.heartbeat_seconds
+            if due or self._dirty:
+                self.beat()
+                last_lease = time.monotonic()
+            if self.lease_lost:
+                return
+        if self._dirty and not self.lease_lost:
+            self.beat()

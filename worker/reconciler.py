@@ -1,0 +1,80 @@
+"""The reconciler: re-sends lost work and finishes interrupted deletions (no beat needed).
+
+``reconcile_once`` is a plain function (tests, ``mnemo`` admin use); ``Reconciler`` runs it
+every few seconds in a daemon thread of the worker's main process — which never imports
+torch — and is started by the ``worker_ready`` signal (``worker.signals``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.jobs import ReconcileReport, reconcile
+from core.db.session import make_session_factory
+from core.settings import Settings
+from core.storage import ArtifactStore
+from worker.dispatch import flush_outbox
+
+log = logging.getLogger(__name__)
+
+
+def redispatch_after_seconds(settings: Settings) -> float:
+    """How long a runnable queued job may go without a message before it is re-sent."""
+    return float(max(settings.job_lease_seconds, 30))
+
+
+def interval_seconds(settings: Settings) -> float:
+    """How often the reconciler runs: often enough to notice an expired lease quickly."""
+    return float(min(max(settings.job_lease_seconds / 2, 1.0), 30.0))
+
+
+def reconcile_once(
+    *, session_factory: sessionmaker[Session], settings: Settings, send: bool = True
+) -> ReconcileReport:
+    """One pass: repair job state (``core.db.jobs.reconcile``), then send the outbox."""
+    report = reconcile(
+        session_factory,
+        ArtifactStore(settings.data_dir),
+        redispatch_after_seconds=redispatch_after_seconds(settings),
+    )
+    if report.redispatched or report.failed:
+        log.info(
+            "reconciler: %d re-sent, %d failed, %d cleaned",
+            len(report.redispatched),
+            len(report.failed),
+            len(report.cleaned),
+        )
+    if send:
+        flush_outbox(session_factory=session_factory, settings=settings)
+    return report
+
+
+class Reconciler:
+    """Runs ``reconcile_once`` every ``interval`` seconds until ``stop()``."""
+
+    def __init__(self, *, settings: Settings, interval: float | None = None) -> None:
+        self.settings = settings
+        self.interval = interval if interval is not None else interval_seconds(settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mnemo-reconciler", daemon=True)
+        self._session_factory: sessionmaker[Session] | None = None
+
+    def start(self) -> Reconciler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        self._session_factory = make_session_factory(self.settings.database_url)
+        while not self._stop.wait(self.interval):
+            try:
+                reconcile_once(session_factory=self._session_factory, settings=self.settings)
+            except Exception as error:  # DB or broker down: try again next round
+                log.warning("reconciler pass failed: %s", type(error).__name__)

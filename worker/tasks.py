@@ -1,0 +1,51 @@
+"""The Celery tasks: thin wrappers that hand a job id to the SQL job protocol.
+
+``mnemo.train`` and ``mnemo.generate`` take one argument, the job id (messages carry no
+personal data). All state lives in SQL: a task's return value is informational only and no
+result backend is used. A train job whose user still has an earlier task running is
+delivered again later (``retry`` with a growing countdown); duplicates return at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from core.db.models import GENERATE_TASK_NAME, TRAIN_TASK_NAME
+from worker.celery_app import app
+from worker.dispatch import flush_outbox
+from worker.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+WAIT_COUNTDOWN_S = (1, 2, 3, 5, 8, 13, 20, 30)
+
+
+def _after(runtime_outcome: str) -> str:
+    """Send the messages this attempt queued (next task of the user, a retry) right away."""
+    runtime = get_runtime()
+    try:
+        flush_outbox(session_factory=runtime.session_factory, settings=runtime.settings, app=app)
+    except Exception as error:  # the reconciler sends them later
+        log.warning("outbox flush after a task failed: %s", type(error).__name__)
+    return runtime_outcome
+
+
+@app.task(name=TRAIN_TASK_NAME, bind=True, max_retries=None, ignore_result=True)
+def train(self: Task, job_id: str) -> str:
+    from worker.training import Outcome, run_train_job
+
+    result = run_train_job(get_runtime(), job_id=str(job_id))
+    if result.outcome is Outcome.WAIT:
+        retries = self.request.retries or 0
+        countdown = WAIT_COUNTDOWN_S[min(retries, len(WAIT_COUNTDOWN_S) - 1)]
+        raise self.retry(countdown=countdown)
+    return _after(result.outcome.value)
+
+
+@app.task(name=GENERATE_TASK_NAME, bind=True, ignore_result=True)
+def generate(self: Task, job_id: str) -> str:
+    from worker.generation import run_generate_job
+
+    return _after(run_generate_job(get_runtime(), job_id=str(job_id)).outcome.value)
