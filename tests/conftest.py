@@ -186,6 +186,14 @@ class ApiHarness:
             session.commit()
             return issued.user.id, {"Authorization": f"Bearer {issued.key}"}
 
+    def trained_concept(self, *, user_id: str, name: str) -> dict[str, str]:
+        """Rows and files as a worker leaves them after training (ids: concept, job, version)."""
+        return seed_trained_concept(self, user_id=user_id, name=name)
+
+    def generated_image(self, *, user_id: str, prompt: str = "a photo") -> dict[str, str]:
+        """A finished generate job with one stored PNG (ids: job, generation, image)."""
+        return seed_generated_image(self, user_id=user_id, prompt=prompt)
+
     def files_under(self, folder: str) -> list[Path]:
         base = self.settings.data_dir / folder
         return sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
@@ -209,3 +217,93 @@ def api(database_url: str, tmp_path: Path) -> Iterator[ApiHarness]:
             dispatches=dispatches,
         )
     app.state.services.session_factory.kw["bind"].dispose()
+
+
+def seed_trained_concept(harness: ApiHarness, *, user_id: str, name: str) -> dict[str, str]:
+    """Rows and files as a worker leaves them after training ``name`` (a stand-in for the worker).
+
+    Returns ids: concept, job, version.
+    """
+    from core.db.enqueue import TrainRequest, create_train_job
+    from core.db.models import AdapterVersion, ConceptStatus, FisherState, Job, JobState, User, utcnow
+    from core.storage import ArtifactStore, manifest_sha256
+
+    store = ArtifactStore(harness.settings.data_dir)
+    with harness.session_factory() as session:
+        concept, job = create_train_job(
+            session,
+            user_id=user_id,
+            request=TrainRequest(name=name, class_word=None, method="dsc_ewc_dc", steps=None),
+            uploads=[],
+            max_attempts=3,
+        )
+        user = session.get(User, user_id)
+        version = AdapterVersion(
+            user_id=user_id,
+            concept_id=concept.id,
+            job_id=job.id,
+            parent_id=user.current_adapter_version_id,
+            task_index=user.next_task_index,
+            method=concept.method,
+            path="",
+            sha256="",
+            size_bytes=0,
+        )
+        session.add(version)
+        session.flush()
+        version.path = store.adapter_dir(user_id=user_id, version_id=version.id)
+        store.write_bytes(f"{version.path}/lora.safetensors", f"weights of {name}".encode())
+        store.write_bytes(f"{version.path}/fisher.safetensors", f"fisher of {name}".encode())
+        version.files = store.describe_dir(version.path)
+        version.sha256 = manifest_sha256(version.files)
+        version.size_bytes = sum(f["bytes"] for f in version.files.values())
+        fisher = version.files["fisher.safetensors"]
+        session.add(
+            FisherState(
+                user_id=user_id,
+                adapter_version_id=version.id,
+                job_id=job.id,
+                path=f"{version.path}/fisher.safetensors",
+                sha256=fisher["sha256"],
+                bytes=fisher["bytes"],
+            )
+        )
+        concept.status = ConceptStatus.READY.value
+        concept.task_index = user.next_task_index
+        concept.images_deleted_at = utcnow()
+        user.next_task_index += 1
+        user.current_adapter_version_id = version.id
+        db_job = session.get(Job, job.id)
+        db_job.state = JobState.SUCCEEDED.value
+        db_job.finished_at = utcnow()
+        session.commit()
+        return {"concept": concept.id, "job": job.id, "version": version.id}
+
+
+def seed_generated_image(harness: ApiHarness, *, user_id: str, prompt: str = "a photo") -> dict[str, str]:
+    """A finished generate job with one stored PNG (a stand-in for the worker). Returns ids."""
+    from core.db.enqueue import GenerateRequest, create_generate_job
+    from core.db.models import GeneratedImage, Job, JobState, utcnow
+    from core.storage import ArtifactStore
+
+    store = ArtifactStore(harness.settings.data_dir)
+    with harness.session_factory() as session:
+        request = GenerateRequest(prompt=prompt, negative_prompt="", n=1, steps=2, guidance_scale=1.0, seed=0)
+        generation, job = create_generate_job(session, user_id=user_id, request=request, max_attempts=3)
+        stored = store.write_bytes(store.new_image_path(), encode_image("PNG", size=(16, 16)))
+        image = GeneratedImage(
+            user_id=user_id,
+            generation_id=generation.id,
+            path=stored.path,
+            sha256=stored.sha256,
+            width=16,
+            height=16,
+        )
+        session.add(image)
+        session.flush()
+        db_job = session.get(Job, job.id)
+        db_job.state = JobState.SUCCEEDED.value
+        db_job.finished_at = utcnow()
+        db_job.result = {"images": [image.id]}
+        session.commit()
+        return {"job": job.id, "generation": generation.id, "image": image.id}

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from api.deps import AdminDep, ServicesDep, SessionDep, not_found
 from api.schemas import ErrorOut, UserCreate, UserList, UserOut, UserUpdate, UserWithKey
 from core.db.models import ApiKey, User
-from core.db.users import UserError, create_user, rotate_key, set_disabled
+from core.db.users import UserError, UserExistsError, create_user, rotate_key, set_disabled
 
 router = APIRouter(prefix="/v1/admin/users", tags=["admin"], responses={403: {"model": ErrorOut}})
 
@@ -29,7 +29,8 @@ def create(body: UserCreate, admin: AdminDep, session: SessionDep, services: Ser
         )
     except UserError as error:
         session.rollback()
-        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(error)) from None
+        code = status.HTTP_409_CONFLICT if isinstance(error, UserExistsError) else 422
+        raise HTTPException(status_code=code, detail=str(error)) from None
     session.commit()
     return UserWithKey(user=user_out(session, issued.user), api_key=issued.key, key_prefix=issued.prefix)
 

@@ -31,6 +31,10 @@ class UserError(ValueError):
     """A refused user operation (bad name, duplicate, unknown user)."""
 
 
+class UserExistsError(UserError):
+    """The user name is taken."""
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     user: User
@@ -70,7 +74,7 @@ def create_user(
     if role not in {r.value for r in Role}:
         raise UserError(f"role must be one of: {', '.join(r.value for r in Role)}")
     if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise UserError(f"a user named {name!r} already exists")
+        raise UserExistsError(f"a user named {name!r} already exists")
     user = User(name=name, role=role)
     session.add(user)
     session.flush()
