@@ -6,7 +6,7 @@ feature extractor that produced it (``features.py``).
 """
 
 from core.engine.metrics.continual import a_mmd, bwt_mmd, f_mmd, mean_over_seen
-from core.engine.metrics.kernels import QUADRATIC_DEGREE, mmd, mmd2_unbiased, polynomial_kernel
+from core.engine.metrics.kernels import QUADRATIC_DEGREE, mmd, mmd2_biased, mmd2_unbiased, polynomial_kernel
 from core.engine.metrics.kid import KidResult, kid
 from core.engine.metrics.params import n_param_store_pct, n_param_train_pct
 from core.engine.metrics.similarity import image_image_similarity
@@ -21,6 +21,7 @@ __all__ = [
     "kid",
     "mean_over_seen",
     "mmd",
+    "mmd2_biased",
     "mmd2_unbiased",
     "n_param_store_pct",
     "n_param_train_pct",

@@ -8,6 +8,11 @@ Conventions (stated once, used by every metric here):
   spelling it out; we take the same family at ``degree=2`` (``QUADRATIC_DEGREE``), so MMD and
   KID differ only in the degree. Features are used as the extractor returns them (no
   normalisation), exactly as KID does.
+* ``mmd`` (the paper's MMD, Eqs. 7–9) is the *biased* estimator MMD²_b of Gretton et al.
+  (2012, Eq. 5): plain means of the three Gram matrices. It is 0 for two identical sample
+  sets, which Table 1 requires: textual inversion never changes the U-Net, so its images of
+  concept j are the same after every task and its F_MMD is exactly 0 there. The unbiased
+  MMD²_u (Lemma 6), whose value for identical sets is negative, is kept for KID.
 * ``mmd2_unbiased`` is Gretton et al. (2012), Lemma 6 / Eq. 3 (MMD²_u): the within-set sums
   exclude the diagonal, so its expectation is the population MMD² (0 for identical
   distributions) and a finite-sample value may be slightly negative.
@@ -58,6 +63,16 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, *, degree: int = QUADRATIC_D
     return float(within_x + within_y - 2.0 * kxy.mean())
 
 
+def mmd2_biased(x: torch.Tensor, y: torch.Tensor, *, degree: int = QUADRATIC_DEGREE) -> float:
+    """Biased MMD² (Gretton et al. 2012, Eq. 5): mean K_xx + mean K_yy − 2 mean K_xy (≥ 0)."""
+    x = _as_features("x", x)
+    y = _as_features("y", y)
+    kxx = polynomial_kernel(x, x, degree=degree)
+    kyy = polynomial_kernel(y, y, degree=degree)
+    kxy = polynomial_kernel(x, y, degree=degree)
+    return float(kxx.mean() + kyy.mean() - 2.0 * kxy.mean())
+
+
 def mmd(x: torch.Tensor, y: torch.Tensor) -> float:
-    """The paper's MMD (App. E, Eqs. 7–9): unbiased MMD² with the quadratic kernel."""
-    return mmd2_unbiased(x, y, degree=QUADRATIC_DEGREE)
+    """The paper's MMD (App. E, Eqs. 7–9): biased MMD² with the quadratic kernel."""
+    return mmd2_biased(x, y, degree=QUADRATIC_DEGREE)

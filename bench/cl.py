@@ -1,0 +1,486 @@
+"""``mnemo bench cl``: the continual-learning table of the paper (Table 1, Fig. 12), per method.
+
+For every method and seed, the concepts are learned one task at a time with
+``core.engine.task.run_task`` (exactly what the service runs). After every task, ``--n-eval``
+images of every concept seen so far are generated with "a photo of <token>" and encoded by
+the feature extractor; the per-(task, concept) MMD/KID/I2I matrices of each run are cached in
+``--out/runs/`` so an interrupted benchmark resumes where it stopped. From the cached runs
+it writes ``table.md`` (Table 1 layout), ``evolution.png`` (Fig. 12), ``forgetting.png``
+(MMD of concept j after task i), ``samples.png`` (methods × concepts after the last task)
+and ``results.json`` (all raw numbers). Real images stay inside the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+EVAL_PROMPT = "a photo of {token}"
+GENERATE_CHUNK = 16
+"""Images per ``generate`` call (its own limit)."""
+CLASS_WORD_METHODS = {"textual_inversion", "custom_diffusion", "custom_diffusion_ewc"}
+"""Paper §4: "For CD and TI, we additionally include the concept name after the modifier token"."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", default="toy", help="toy | tiny | a local diffusers SD folder")
+    parser.add_argument(
+        "--preset", default=None, help="engine preset (default: toy, tiny or paper per backbone)"
+    )
+    parser.add_argument(
+        "--concepts", default=None, help="folder with one sub-folder of images per concept (sorted order)"
+    )
+    parser.add_argument("--n-concepts", type=int, default=None, help="use only the first N concepts")
+    parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per task (preset default)")
+    parser.add_argument("--n-eval", type=int, default=8, help="generated images per concept and task")
+    parser.add_argument("--gen-steps", type=int, default=25, help="sampling steps of the evaluation images")
+    parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    parser.add_argument(
+        "--features", default="toy-classifier", help="toy-classifier | random-proxy | a local CLIP folder"
+    )
+    parser.add_argument("--dc-reduction", choices=("sum", "mean"), default=None, help="override the preset")
+    parser.add_argument(
+        "--dc-trials", type=int, default=8, help="noise draws per image for DC accuracy (0: skip)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="output folder (default bench/results/cl_<backbone>)")
+
+
+# --- concepts -------------------------------------------------------------------------------
+
+
+@dataclass
+class Concept:
+    name: str
+    class_word: str | None
+    images: list[Any]  # PIL images
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:32]
+    if not slug or not slug[0].isalnum():
+        raise ValueError(f"cannot derive a concept name from {text!r}")
+    return slug
+
+
+def load_concept_folder(folder: Path) -> list[Concept]:
+    """One sub-folder per concept, sorted by name; an optional ``class_word.txt`` in each."""
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"concepts folder {folder} does not exist")
+    concepts = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            continue
+        images = []
+        for file in files:
+            with Image.open(file) as image:
+                images.append(image.convert("RGB"))
+        word_file = sub / "class_word.txt"
+        class_word = word_file.read_text().strip() or None if word_file.is_file() else None
+        concepts.append(Concept(name=slugify(sub.name), class_word=class_word, images=images))
+    if not concepts:
+        raise ValueError(f"no concept sub-folders with images in {folder}")
+    return concepts
+
+
+def bundled_concepts() -> list[Concept]:
+    """The toy backbone's sample concepts (``core.engine.toy.concepts.sample_concepts``)."""
+    from core.engine.toy.concepts import sample_concepts
+
+    found = sample_concepts()
+    items = found.items() if isinstance(found, dict) else found
+    concepts = []
+    for item in items:
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            name, value = item
+            if isinstance(value, list):
+                concepts.append(Concept(name=name, class_word=None, images=value))
+                continue
+            item = value
+        concepts.append(
+            Concept(
+                name=item.name,
+                class_word=getattr(item, "class_word", None),
+                images=list(item.images),
+            )
+        )
+    return concepts
+
+
+def concepts_fingerprint(concepts: Sequence[Concept]) -> str:
+    digest = hashlib.sha256()
+    for concept in concepts:
+        digest.update(f"{concept.name}|{concept.class_word}|{len(concept.images)}".encode())
+        for image in concept.images:
+            digest.update(image.convert("RGB").tobytes())
+    return digest.hexdigest()[:16]
+
+
+# --- one (method, seed) run -----------------------------------------------------------------
+
+
+def eval_prompt(method: str, concept: Concept) -> str:
+    prompt = EVAL_PROMPT.format(token=f"<{concept.name}>")
+    if method in CLASS_WORD_METHODS and concept.class_word:
+        prompt += f" {concept.class_word}"
+    return prompt
+
+
+def parameter_counts(backbone: Any, *, method_name: str, config: Any, n_tasks: int) -> dict[str, int]:
+    """Parameters trained per task and kept over the sequence (beyond the frozen U-Net).
+
+    Trained: the adapter (LoRA r·(in+out) / VeRA out+r per attn2 K/V layer, full K/V for Custom
+    Diffusion, nothing for textual inversion; token rows are not counted, as in Table 1).
+    Stored: one adapter for a continually trained one, one per task for per-task adapters and
+    for DSC (its teacher 2 is a stored old-task adapter), plus one Fisher of the adapter's size
+    for EWC methods (the anchor θ* is the stored adapter itself).
+    """
+    from core.engine.adapters import kv_modules
+    from core.engine.methods import get_method
+
+    method = get_method(method_name)
+    layers = kv_modules(backbone.unet).values()
+    if method.adapter == "none":
+        per_task = 0
+    elif method.adapter == "kv":
+        per_task = sum(layer.in_features * layer.out_features for layer in layers)
+    elif config.adapter_type == "vera":
+        per_task = sum(layer.out_features + config.vera_rank for layer in layers)
+    else:
+        per_task = sum(config.lora_rank * (layer.in_features + layer.out_features) for layer in layers)
+    adapters = n_tasks if (method.per_task_adapters or method.dsc) else 1
+    stored = per_task * adapters + (per_task if method.ewc != "none" else 0)
+    unet = sum(p.numel() for n, p in backbone.unet.named_parameters() if not _is_adapter_param(n))
+    return {"trained": per_task, "stored": stored, "unet": unet}
+
+
+def _is_adapter_param(name: str) -> bool:
+    """peft-injected adapter tensors (the U-Net's own weights live on as ``base_layer``)."""
+    return any(part in name for part in (".lora_", ".vera_"))
+
+
+def run_sequence(
+    *,
+    backbone: Any,
+    concepts: Sequence[Concept],
+    method: str,
+    seed: int,
+    config: Any,
+    extractor: Any,
+    real_features: Sequence[Any],
+    n_eval: int,
+    gen_steps: int,
+    guidance: float,
+    dc_trials: int,
+    prior_cache_dir: Path,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], list[Any]]:
+    """Learn ``concepts`` in order with ``method``; evaluate every seen concept after each task."""
+    import torch
+
+    from core.engine.generate import generate
+    from core.engine.metrics import image_image_similarity, kid, mmd, n_param_store_pct, n_param_train_pct
+    from core.engine.state import UserState
+    from core.engine.task import run_task
+
+    n = len(concepts)
+    nan = float("nan")
+    to_real = [[nan] * n for _ in range(n)]
+    drift = [[nan] * n for _ in range(n)]
+    kid_m = [[nan] * n for _ in range(n)]
+    i2i = [[nan] * n for _ in range(n)]
+    own_features: list[Any] = [None] * n  # X_{j,j}
+    seconds = {"train": 0.0, "eval": 0.0}
+    losses: list[dict[str, float]] = []
+    state = UserState.empty()
+    last_images: list[Any] = []
+    for i, concept in enumerate(concepts):
+        torch.manual_seed(seed * 1000 + i)
+        start = time.perf_counter()
+        result = run_task(
+            backbone=backbone,
+            state=state,
+            concept=concept.name,
+            class_word=concept.class_word,
+            images=list(concept.images),
+            method=method,
+            config=config,
+            prior_cache_dir=prior_cache_dir,
+        )
+        state = result.state
+        seconds["train"] += time.perf_counter() - start
+        losses.append({k: float(v[-1]) for k, v in result.losses.items() if len(v)})
+        start = time.perf_counter()
+        last_images = []
+        for j in range(i + 1):
+            images = []
+            for offset in range(0, n_eval, GENERATE_CHUNK):
+                images += generate(
+                    backbone=backbone,
+                    state=state,
+                    prompt=eval_prompt(method, concepts[j]),
+                    n=min(GENERATE_CHUNK, n_eval - offset),
+                    steps=gen_steps,
+                    guidance_scale=guidance,
+                    seed=seed * 100_000 + j * 100 + offset,
+                )
+            last_images.append(images[0])
+            feats = extractor(images)
+            if j == i:
+                own_features[j] = feats
+            to_real[i][j] = mmd(real_features[j], feats)
+            drift[i][j] = 0.0 if j == i else mmd(own_features[j], feats)
+            kid_m[i][j] = kid(real_features[j], feats, seed=seed).mean
+            i2i[i][j] = image_image_similarity(real_features[j], feats)
+        seconds["eval"] += time.perf_counter() - start
+        log(
+            f"  task {i + 1}/{n} {concept.name}: train+consolidate {result_seconds(result):.0f}s, "
+            f"MMD(real, gen) of seen concepts x1e3 = {[round(v * 1e3, 1) for v in to_real[i][: i + 1]]}"
+        )
+    accuracy = None
+    if dc_trials > 0:
+        from core.engine.metrics.dc_accuracy import dc_training_accuracy
+
+        start = time.perf_counter()
+        accuracy = dc_training_accuracy(
+            backbone=backbone,
+            state=state,
+            concepts=[(c.name, list(c.images)) for c in concepts],
+            config=config,
+            trials=dc_trials,
+            seed=seed,
+        )
+        seconds["dc_accuracy"] = time.perf_counter() - start
+    counts = parameter_counts(backbone, method_name=method, config=config, n_tasks=n)
+    from core.engine.metrics.report import to_json_matrix
+
+    record = {
+        "method": method,
+        "seed": seed,
+        "concepts": [c.name for c in concepts],
+        "to_real": to_json_matrix(to_real),
+        "drift": to_json_matrix(drift),
+        "kid": to_json_matrix(kid_m),
+        "i2i": to_json_matrix(i2i),
+        "dc_accuracy": accuracy,
+        "params": counts,
+        "n_param_train_pct": n_param_train_pct(trained=counts["trained"], unet=counts["unet"]),
+        "n_param_store_pct": n_param_store_pct(stored=counts["stored"], unet=counts["unet"]),
+        "final_losses": losses,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+    return record, last_images
+
+
+def result_seconds(result: Any) -> float:
+    return float(sum(getattr(result, "seconds", {}).values()))
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def default_preset(backbone: str) -> str:
+    return backbone if backbone in ("toy", "tiny") else "paper"
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.engine.backbone import load_backbone
+    from core.engine.config import PRESETS
+    from core.engine.errors import EngineError
+    from core.engine.methods import METHODS, get_method
+    from core.engine.metrics import report
+    from core.engine.metrics.features import load_feature_extractor
+
+    wall_start = time.perf_counter()
+    log = _logger()
+    try:
+        methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+        for method in methods:
+            get_method(method)
+        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+        preset = args.preset or default_preset(args.backbone)
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        config = PRESETS[preset]
+        if args.steps is not None:
+            config = config.with_(train_steps=args.steps)
+        if args.dc_reduction is not None:
+            config = config.with_(dc_reduction=args.dc_reduction)
+        concepts = load_concept_folder(Path(args.concepts)) if args.concepts else bundled_concepts()
+        if args.n_concepts is not None:
+            concepts = concepts[: args.n_concepts]
+        if len(concepts) < 2:
+            raise ValueError("a continual benchmark needs at least 2 concepts")
+        if args.n_eval < 2:
+            raise ValueError("--n-eval must be at least 2 (MMD and KID are unbiased estimates)")
+        for concept in concepts:
+            if len(concept.images) < 2:
+                raise ValueError(f"concept {concept.name} needs at least 2 images for the metrics")
+        backbone = load_backbone(args.backbone, device=args.device)
+        extractor = load_feature_extractor(args.features, device=args.device)
+    except (EngineError, ValueError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    out = Path(args.out or f"bench/results/cl_{Path(args.backbone).name}")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    real_features = [extractor(c.images) for c in concepts]
+    fingerprint = {
+        "backbone": backbone.name,
+        "config": config.to_dict(),
+        "concepts": concepts_fingerprint(concepts),
+        "n_eval": args.n_eval,
+        "gen_steps": args.gen_steps,
+        "guidance": args.guidance,
+        "features": extractor.name,
+        "dc_trials": args.dc_trials,
+    }
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    finals: dict[str, list[Any]] = {}
+    for method in methods:
+        for seed in seeds:
+            path = out / "runs" / f"{method}__seed{seed}.json"
+            strip = out / "samples" / f"{method}__seed{seed}.png"
+            cached = _load_cached(path, fingerprint)
+            if cached is not None:
+                log(f"{method} seed {seed}: cached ({path})")
+                records[method].append(cached)
+                if seed == seeds[0] and strip.is_file():
+                    finals[method] = _split_strip(strip, len(concepts))
+                continue
+            log(f"{method} seed {seed}: {len(concepts)} tasks, {config.train_steps} steps each")
+            start = time.perf_counter()
+            try:
+                record, images = run_sequence(
+                    backbone=backbone,
+                    concepts=concepts,
+                    method=method,
+                    seed=seed,
+                    config=config.with_(seed=seed),
+                    extractor=extractor,
+                    real_features=real_features,
+                    n_eval=args.n_eval,
+                    gen_steps=args.gen_steps,
+                    guidance=args.guidance,
+                    dc_trials=args.dc_trials,
+                    prior_cache_dir=out / "prior_cache",
+                    log=log,
+                )
+            except EngineError as error:
+                print(f"error: {method} seed {seed}: {error}", file=sys.stderr)
+                return 1
+            record["seconds"]["total"] = round(time.perf_counter() - start, 2)
+            record["fingerprint"] = fingerprint
+            _write_json(path, record)
+            _save_strip(images, strip)
+            records[method].append(record)
+            if seed == seeds[0]:
+                finals[method] = images
+            log(f"{method} seed {seed}: done in {record['seconds']['total']:.0f}s")
+
+    summary = {method: report.aggregate(runs) for method, runs in records.items()}
+    command = "mnemo bench cl " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
+    caption = (
+        f"Continual personalization on `{backbone.name}` ({len(concepts)} concepts, preset `{preset}`, "
+        f"{config.train_steps} train + {config.consolidation_steps} DSC/Fisher steps per task, "
+        f"dc_reduction `{config.dc_reduction}`, seeds {seeds}, {args.n_eval} eval images per concept "
+        f"and task, {args.gen_steps} sampling steps, guidance {args.guidance})."
+    )
+    (out / "table.md").write_text(report.markdown_table(summary, extractor=extractor.name, caption=caption))
+    report.plot_evolution(summary, out / "evolution.png", extractor=extractor.name)
+    mean_to_real = {
+        method: _mean_matrix([report.to_matrix(r["to_real"]) for r in runs])
+        for method, runs in records.items()
+    }
+    report.plot_forgetting(
+        mean_to_real, out / "forgetting.png", concepts=[c.name for c in concepts], extractor=extractor.name
+    )
+    grid_rows = {"real": [c.images[0] for c in concepts], **finals}
+    report.sample_grid(grid_rows, out / "samples.png", concepts=[c.name for c in concepts])
+    wall = time.perf_counter() - wall_start
+    results = {
+        "command": command,
+        "backbone": backbone.name,
+        "preset": preset,
+        "features": extractor.name,
+        "concepts": [c.name for c in concepts],
+        "methods": methods,
+        "seeds": seeds,
+        "config": config.to_dict(),
+        "wall_seconds": round(wall, 1),
+        "summary": summary,
+        "runs": records,
+    }
+    _write_json(out / "results.json", results)
+    if args.json:
+        print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1, allow_nan=False))
+    else:
+        print((out / "table.md").read_text())
+        print(f"outputs in {out}/ (table.md, evolution.png, forgetting.png, samples.png, results.json)")
+    print(f"total wall time: {wall:.1f} s", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _logger() -> Callable[[str], None]:
+    start = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - start:7.0f}s] {message}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def _load_cached(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("fingerprint") == json.loads(json.dumps(fingerprint)) else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    tmp.replace(path)
+
+
+def _save_strip(images: Sequence[Any], path: Path) -> None:
+    from PIL import Image
+
+    size = images[0].size
+    strip = Image.new("RGB", (size[0] * len(images), size[1]))
+    for k, image in enumerate(images):
+        strip.paste(image.convert("RGB").resize(size), (k * size[0], 0))
+    strip.save(path)
+
+
+def _split_strip(path: Path, count: int) -> list[Any]:
+    from PIL import Image
+
+    with Image.open(path) as strip:
+        strip = strip.convert("RGB")
+    width = strip.size[0] // count
+    return [strip.crop((k * width, 0, (k + 1) * width, strip.size[1])) for k in range(count)]
+
+
+def _mean_matrix(matrices: Sequence[list[list[float]]]) -> list[list[float]]:
+    n = len(matrices[0])
+    return [[sum(m[i][j] for m in matrices) / len(matrices) for j in range(n)] for i in range(n)]
