@@ -602,7 +602,7 @@ def reconcile(
                 .where(Outbox.job_id == job.id, Outbox.created_at >= job.lease_expires_at)
             )
             if not message_since_expiry:
-                session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind]))
+                session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
                 report.redispatched.append(job.id)
         stuck = session.scalars(
             select(Job).where(
@@ -613,7 +613,7 @@ def reconcile(
             )
         ).all()
         for job in stuck:
-            session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind]))
+            session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
             report.redispatched.append(job.id)
     with session_factory() as session:
         leftovers = session.scalars(
