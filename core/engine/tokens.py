@@ -74,7 +74,7 @@ def tokenize(
                 ids.append(tokenizer.eos_token_id - 1)  # placeholder id; its embedding is replaced
             elif piece.strip():
                 ids.extend(tokenizer(piece, add_special_tokens=False).input_ids)
-        ids = [*ids[:max_len - 1], tokenizer.eos_token_id]
+        ids = [*ids[: max_len - 1], tokenizer.eos_token_id]
         slots = [(pos, tok) for pos, tok in slots if pos < max_len - 1]
         all_ids.append(ids + [tokenizer.pad_token_id] * (max_len - len(ids)))
         all_slots.append(slots)

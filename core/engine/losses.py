@@ -1,0 +1,145 @@
+"""The losses of the paper, each a small pure function of tensors.
+
+Notation: B images, k conditions (concept prompts), latents of shape [C, H, W].
+``eps`` is the sampled noise, ``eps_pred`` the UNet's prediction of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.engine.adapters import lora_delta, lora_modules
+from core.engine.config import DcReduction
+
+Tensors = Mapping[str, torch.Tensor]
+
+
+def denoise_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: E ||ε − ε_θ(x_t, c, t)||², as the per-element mean (diffusers' convention)."""
+    return F.mse_loss(eps_pred.float(), eps.float(), reduction="mean")
+
+
+def batched_eps(unet: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """ε_θ(x_t, c_i, t) for all k conditions in ONE UNet call (paper §3.1, "efficient DC").
+
+    x_t: [B, C, H, W], t: [B], cond: [k, L, D] -> [B, k, C, H, W]. Every condition sees
+    the same (x_t, t), so the k errors of an image differ only by the condition.
+    """
+    b, k = x_t.shape[0], cond.shape[0]
+    sample = x_t.repeat_interleave(k, dim=0)
+    timesteps = t.repeat_interleave(k, dim=0)
+    hidden = cond.repeat(b, 1, 1)
+    return unet(sample, timesteps, hidden).sample.view(b, k, *x_t.shape[1:])
+
+
+def dc_errors(eps_pred: torch.Tensor, eps: torch.Tensor, *, reduction: DcReduction) -> torch.Tensor:
+    """err_i = ||ε − ε_θ(x_t, c_i, t)||² per image and condition: [B, k, C, H, W] -> [B, k].
+
+    ``sum`` is Eq. 3 as written; ``mean`` divides by C·H·W as the Diffusion Classifier
+    code does, which raises the effective temperature by that factor.
+    """
+    sq = (eps.unsqueeze(1).float() - eps_pred.float()) ** 2
+    return sq.flatten(2).sum(-1) if reduction == "sum" else sq.flatten(2).mean(-1)
+
+
+def dc_log_probs(errors: torch.Tensor, *, tau: float) -> torch.Tensor:
+    """Eq. 3: log p_θ(c_i | x) = log softmax_i(−err_i / τ) over the k conditions."""
+    return torch.log_softmax(-errors / tau, dim=-1)
+
+
+def ewc_dc_objective(
+    denoise: torch.Tensor, log_probs: torch.Tensor, *, target: int, delta: float
+) -> torch.Tensor:
+    """Eq. 5: L_ewc = L_denoise + δ E_x Σ_i (2·1[i = n] − 1) H(p_θ, c_i).
+
+    H(p_θ, c_i) = −log p_θ(c_i | x): pulled towards the task's own concept c_n (index
+    ``target``) and pushed away from every other concept of the DC set.
+    """
+    sign = -torch.ones(log_probs.shape[-1], device=log_probs.device)
+    sign[target] = 1.0
+    cross_entropy = -log_probs  # H(p, c_i) against the one-hot label of c_i
+    return denoise + delta * (cross_entropy * sign).sum(-1).mean()
+
+
+def squared_grads(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One sample's contribution to the diagonal empirical Fisher (Eq. 4): (∇θ L_ewc)²."""
+    return {
+        k: (p.grad.detach() ** 2 if p.grad is not None else torch.zeros_like(p)) for k, p in params.items()
+    }
+
+
+def merge_fisher(
+    previous: Tensors | None, task_fisher: Tensors, *, task_index: int
+) -> dict[str, torch.Tensor]:
+    """Online EWC (Schwarz et al. 2018): F ← ((n−1)·F_{n−1} + F_n) / n, a running mean over tasks.
+
+    Always called with the STORED F_{n−1} of the parent version, never with the current
+    one, so a retried task computes the same F and cannot count itself twice.
+    """
+    n = task_index
+    if previous is None or n <= 1:
+        return {k: v.clone() for k, v in task_fisher.items()}
+    merged = {}
+    for key, value in task_fisher.items():
+        old = previous.get(key)
+        merged[key] = value.clone() if old is None else ((n - 1) * old.to(value) + value) / n
+    return merged
+
+
+def ewc_penalty(params: Tensors, *, anchor: Tensors, fisher: Tensors, weight: float) -> torch.Tensor:
+    """EWC (Kirkpatrick et al. 2017, as in Algorithm 4 line 2): λ Σ F (θ − θ*)²."""
+    total = None
+    for key, param in params.items():
+        if key not in fisher:
+            continue
+        term = (fisher[key].to(param) * (param - anchor[key].to(param)) ** 2).sum()
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros((), device=next(iter(params.values())).device)
+    return weight * total
+
+
+def c_lora_forget_loss(past: Sequence[Tensors], current: Tensors) -> torch.Tensor:
+    """Eq. 2 (C-LoRA): L_forget = || |Σ_{n'<n} A_{n'}B_{n'}| ⊙ A_n B_n ||²_F, over all K/V layers."""
+    total = torch.zeros((), device=next(iter(current.values())).device)
+    if not past:
+        return total
+    for module in lora_modules(current):
+        occupied = sum(lora_delta(state, module) for state in past).abs()
+        total = total + ((occupied.to(current[f"{module}.lora_A"]) * lora_delta(current, module)) ** 2).sum()
+    return total
+
+
+def soft_cross_entropy(teacher_log_probs: torch.Tensor, student_log_probs: torch.Tensor) -> torch.Tensor:
+    """H(p_teacher, p_student) = −Σ_i p_teacher,i log p_student,i, averaged over images."""
+    return -(teacher_log_probs.exp() * student_log_probs).sum(-1).mean()
+
+
+def dsc_loss(
+    *,
+    student_log_probs: torch.Tensor,
+    new_teacher_log_probs: torch.Tensor,
+    old_teacher_log_probs: torch.Tensor,
+    student_eps_new: torch.Tensor,
+    new_teacher_eps: torch.Tensor,
+    student_eps_old: torch.Tensor,
+    old_teacher_eps: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Eq. 6 (DSC double distillation).
+
+    L = γ [H(p_θn, p_θs) + H(p_θj, p_θs)] + λ [L_MSE(ε_θn, ε_θs) + L_MSE(ε_θj, ε_θs)],
+    where teacher θ_n is read on c_n and teacher θ_j on c_j, and the student's noise
+    prediction is compared with each teacher's on that teacher's concept. L_MSE is the
+    per-element mean, on the same scale as Eq. 1.
+    """
+    distill = soft_cross_entropy(new_teacher_log_probs, student_log_probs) + soft_cross_entropy(
+        old_teacher_log_probs, student_log_probs
+    )
+    match = denoise_loss(student_eps_new, new_teacher_eps) + denoise_loss(student_eps_old, old_teacher_eps)
+    return gamma * distill + lam * match
