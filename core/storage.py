@@ -22,7 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 UPLOADS = "uploads"
@@ -91,10 +91,10 @@ class ArtifactStore:
     # ---- paths -----------------------------------------------------------------------------
     def resolve(self, relative: str) -> Path:
         """The absolute path of a stored relative path; refuses anything outside the root."""
-        pure = PurePosixPath(relative)
-        if pure.is_absolute() or not pure.parts or any(part in ("", ".", "..") for part in pure.parts):
+        parts = relative.split("/")
+        if not relative or "\\" in relative or "\x00" in relative or any(p in ("", ".", "..") for p in parts):
             raise StorageError("invalid stored path")
-        path = self.root.joinpath(*pure.parts)
+        path = self.root.joinpath(*parts)
         if not path.resolve().is_relative_to(self.root):
             raise StorageError("stored path escapes the store")
         return path

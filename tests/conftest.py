@@ -1,8 +1,9 @@
 """Shared fixtures: real databases (SQLite file, PostgreSQL), settings, an API client, users.
 
-PostgreSQL: one database per test session, named ``mnemo_test_<random>`` on the server at
-``MNEMO_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
-created from that maintenance database, migrated once, emptied between tests, dropped at the end.
+PostgreSQL: a uniquely named schema ``mnemo_test_<random>`` in the database at
+``MNEMO_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``):
+one per test session, migrated once, emptied between tests, dropped at the end (migration
+tests get their own empty schema).
 CI runs PostgreSQL; a missing server is a test error, not a skip.
 """
 
@@ -32,25 +33,31 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 @dataclass
 class PostgresServer:
+    """The test server; each "database" a test gets is a fresh schema in the ``test`` database.
+
+    (A schema is created and dropped in milliseconds; CREATE/DROP DATABASE needs checkpoints.)
+    """
+
     admin_url: str
 
     def create_database(self) -> str:
-        """A fresh, empty database; returns its URL."""
+        """A fresh, empty schema; returns a URL whose connections use it as their search path."""
         name = f"mnemo_test_{uuid.uuid4().hex[:12]}"
         engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as connection:
-                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+                connection.exec_driver_sql(f'CREATE SCHEMA "{name}"')
         finally:
             engine.dispose()
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+        url = make_url(self.admin_url).update_query_dict({"options": f"-csearch_path={name}"})
+        return url.render_as_string(hide_password=False)
 
     def drop_database(self, url: str) -> None:
-        name = make_url(url).database
+        name = make_url(url).query["options"].split("=", 1)[1]
         engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         finally:
             engine.dispose()
 
@@ -70,7 +77,7 @@ def postgres_server() -> PostgresServer:
 
 @pytest.fixture
 def fresh_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """An empty PostgreSQL database for one test (migration tests)."""
+    """An empty PostgreSQL schema for one test (migration tests)."""
     url = postgres_server.create_database()
     yield url
     postgres_server.drop_database(url)
@@ -78,7 +85,7 @@ def fresh_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def migrated_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A PostgreSQL database at the head revision, shared by the session's tests."""
+    """A PostgreSQL schema at the head revision, shared by the session's tests."""
     url = postgres_server.create_database()
     upgrade(database_url=url)
     yield url

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.audit import record
 from core.db.models import (
     AdapterVersion,
+    AuditLog,
     FisherState,
     GeneratedImage,
     Job,
@@ -62,6 +63,10 @@ def erase_user(
         for job_id in job_ids:
             paths.append(store.checkpoint_dir(job_id=job_id))
             paths.append(store.staging_dir(job_id=job_id))
+        # Earlier audit entries about the user keep only the hashed id.
+        session.execute(
+            update(AuditLog).where(AuditLog.subject == user_id).values(subject=erasure_subject(user_id))
+        )
         session.execute(update(User).where(User.id == user_id).values(current_adapter_version_id=None))
         deleted = session.execute(delete(User).where(User.id == user_id)).rowcount
         record(
