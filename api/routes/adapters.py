@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from api.deps import SessionDep, UserDep
 from api.schemas import AdapterLineage, AdapterVersionOut
-from core.db.lineage import lineage_chain
+from core.db.jobs import user_lineage
 from core.db.models import Concept
 
 router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 
 @router.get("", response_model=AdapterLineage, summary="Your adapter versions, first task to current head")
 def list_adapters(user: UserDep, session: SessionDep) -> AdapterLineage:
-    chain = lineage_chain(session, user_id=user.id)
+    chain = user_lineage(session, user_id=user.id)
     concepts = {c.id: c for c in session.scalars(select(Concept).where(Concept.user_id == user.id))}
     versions = []
     for position, version in enumerate(chain, start=1):

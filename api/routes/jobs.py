@@ -16,9 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services, ServicesDep, SessionDep, UserDep, not_found
 from api.schemas import ErrorOut, JobOut
-from core.db.cleanup import cancel_job
-from core.db.models import Job
-from core.db.session import write_transaction
+from core.db.jobs import delete_raw_uploads, request_cancel
+from core.db.models import Job, JobKind, JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 KEEPALIVE_SECONDS = 15.0
@@ -45,10 +44,11 @@ def get_job(job_id: str, user: UserDep, session: SessionDep) -> JobOut:
 def cancel(job_id: str, user: UserDep, session: SessionDep, services: ServicesDep) -> JobOut:
     owned_job(session, job_id=job_id, user_id=user.id)
     session.rollback()
-    with write_transaction(services.session_factory) as tx:
-        job = owned_job(tx, job_id=job_id, user_id=user.id)
-        outcome = cancel_job(tx, store=services.store, job=job, actor_user_id=user.id)
-    return JobOut.model_validate(outcome.job)
+    job = request_cancel(services.session_factory, job_id=job_id)
+    if job.state == JobState.CANCELLED.value and job.kind == JobKind.TRAIN.value:
+        # A queued job is final now: its raw images go at once (a running one's go when it stops).
+        delete_raw_uploads(services.session_factory, services.store, job_id=job_id)
+    return JobOut.model_validate(job)
 
 
 def _job_snapshot(services: Services, *, job_id: str, user_id: str) -> dict[str, Any] | None:
