@@ -47,7 +47,9 @@ def erase_user(
 ) -> ErasureReport:
     """Delete the user's rows (one transaction), then the user's files; safe to re-run."""
     with write_transaction(session_factory) as session:
-        jobs = list(session.scalars(select(Job).where(Job.user_id == user_id)))
+        # Lock the user's jobs before the user row: the same order as the worker's publish
+        # (job, then user), so erasure and publish serialise instead of deadlocking.
+        jobs = list(session.scalars(select(Job).where(Job.user_id == user_id).with_for_update()))
         job_ids = [job.id for job in jobs]
         running = [job.id for job in jobs if job.state == JobState.RUNNING.value]
         # Tell running workers to stop (they also lose their row when the user goes).
