@@ -120,3 +120,34 @@ def test_user_routes_cannot_create_admins(api) -> None:  # type: ignore[no-untyp
     _, user = api.user("alice")
     response = api.client.post("/v1/admin/users", headers=user, json={"name": "mallory", "role": "admin"})
     assert response.status_code == 403
+
+
+@SQLITE_ONLY
+def test_keys_and_filenames_never_reach_the_logs(api, caplog) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import logging
+
+    from PIL import Image
+
+    caplog.set_level(logging.DEBUG)
+    _, headers = api.user("alice")
+    key = headers["Authorization"].split()[1]
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, format="PNG")
+    name = "SENTINEL-FILENAME-holiday.png"
+    api.client.post(
+        "/v1/concepts",
+        headers=headers,
+        data={"name": "dog"},
+        files=[("images", (name, buffer.getvalue(), "image/png"))],
+    )
+    api.client.post(
+        "/v1/concepts",
+        headers=headers,
+        data={"name": "cat"},
+        files=[("images", (name, b"not an image", "image/png"))],
+    )
+    api.client.get("/v1/concepts", headers={"Authorization": f"Bearer {key}x"})
+    assert caplog.records  # something was logged at DEBUG ...
+    assert key not in caplog.text and key[14:] not in caplog.text  # ... but no key
+    assert "SENTINEL-FILENAME" not in caplog.text  # ... and no filename
