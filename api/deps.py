@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import Role, User
-from core.db.users import authenticate
+from core.db.session import write_transaction
+from core.db.users import authenticate, key_needs_touch, touch_key
 from core.settings import Settings
 from core.storage import ArtifactStore
 from core.uploads import UploadLimits
 
+log = logging.getLogger("mnemo.api.auth")
 NOT_FOUND = "not found"
 UNAUTHORIZED = "missing or invalid API key"
 
@@ -74,18 +78,30 @@ def current_user(
 ) -> User:
     """The user of the request's ``Authorization: Bearer <key>``: 401 without/with a bad key, 403 disabled."""
     key = _bearer_key(request)
-    user = authenticate(session, key=key, pepper=services.settings.pepper) if key else None
-    if user is None:
+    found = authenticate(session, key=key, pepper=services.settings.pepper) if key else None
+    session.rollback()  # end the read transaction: handlers start their own
+    if found is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail=UNAUTHORIZED,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    session.commit()  # last_used_at
+    user, api_key = found
+    if key_needs_touch(api_key):
+        _touch(services, key_id=api_key.id)
     if user.disabled:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="this account is disabled")
     request.state.user_id = user.id
     return user
+
+
+def _touch(services: Services, *, key_id: str) -> None:
+    """Best effort: a busy database must not fail the request over ``last_used_at``."""
+    try:
+        with write_transaction(services.session_factory) as session:
+            touch_key(session, key_id=key_id)
+    except OperationalError:
+        log.info("last_used_at not updated (database busy)")
 
 
 def admin_user(user: Annotated[User, Depends(current_user)]) -> User:

@@ -146,3 +146,27 @@ def test_wait_that_runs_out_answers_202(api) -> None:  # type: ignore[no-untyped
     assert response.status_code == 202
     assert 0.5 < time.monotonic() - start < 5
     assert response.json()["job"]["state"] == "queued"
+
+
+@SQLITE_ONLY
+def test_concurrent_writers_on_sqlite_get_no_5xx(api) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = [api.user(f"user{i}") for i in range(4)]
+
+    def hammer(index: int) -> list[int]:
+        _, headers = users[index % len(users)]
+        codes = []
+        for _ in range(5):
+            codes.append(
+                api.client.post("/v1/generate", headers=headers, json={"prompt": "a square"}).status_code
+            )
+            codes.append(api.client.get("/v1/concepts", headers=headers).status_code)
+        return codes
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = [code for result in pool.map(hammer, range(12)) for code in result]
+    assert sorted(set(codes)) == [200, 202]
+    with api.session_factory() as session:
+        seqs = session.execute(select(Job.user_id, Job.seq)).all()
+    assert len(seqs) == 60 and len(set(seqs)) == 60

@@ -106,13 +106,13 @@ def test_keys_authenticate_until_rotated(session_factory) -> None:  # type: igno
     with session_factory() as session:
         issued = create_user(session, name="alice", pepper=PEPPER)
         session.commit()
-        assert authenticate(session, key=issued.key, pepper=PEPPER).id == issued.user.id
+        assert authenticate(session, key=issued.key, pepper=PEPPER)[0].id == issued.user.id
         assert authenticate(session, key=issued.key, pepper=b"other pepper") is None
         assert authenticate(session, key=issued.key[:-1] + "x", pepper=PEPPER) is None
         new = rotate_key(session, user=issued.user, pepper=PEPPER)
         session.commit()
         assert authenticate(session, key=issued.key, pepper=PEPPER) is None
-        assert authenticate(session, key=new.key, pepper=PEPPER).id == issued.user.id
+        assert authenticate(session, key=new.key, pepper=PEPPER)[0].id == issued.user.id
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from api.deps import AdminDep, ServicesDep, SessionDep, not_found
 from api.schemas import ErrorOut, UserCreate, UserList, UserOut, UserUpdate, UserWithKey
 from core.db.models import ApiKey, User
+from core.db.session import write_transaction
 from core.db.users import UserError, UserExistsError, create_user, rotate_key, set_disabled
 
 router = APIRouter(prefix="/v1/admin/users", tags=["admin"], responses={403: {"model": ErrorOut}})
@@ -22,17 +23,21 @@ def user_out(session: Session, user: User) -> UserOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserWithKey, summary="Create a user")
-def create(body: UserCreate, admin: AdminDep, session: SessionDep, services: ServicesDep) -> UserWithKey:
+def create(body: UserCreate, admin: AdminDep, services: ServicesDep) -> UserWithKey:
     try:
-        issued = create_user(
-            session, name=body.name, role=body.role, pepper=services.settings.pepper, actor_user_id=admin.id
-        )
+        with write_transaction(services.session_factory) as session:
+            issued = create_user(
+                session,
+                name=body.name,
+                role=body.role,
+                pepper=services.settings.pepper,
+                actor_user_id=admin.id,
+            )
+            out = user_out(session, issued.user)
     except UserError as error:
-        session.rollback()
         code = status.HTTP_409_CONFLICT if isinstance(error, UserExistsError) else 422
         raise HTTPException(status_code=code, detail=str(error)) from None
-    session.commit()
-    return UserWithKey(user=user_out(session, issued.user), api_key=issued.key, key_prefix=issued.prefix)
+    return UserWithKey(user=out, api_key=issued.key, key_prefix=issued.prefix)
 
 
 @router.get("", response_model=UserList, summary="All users")
@@ -49,25 +54,25 @@ def _user(session: Session, user_id: str) -> User:
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
-def update(user_id: str, body: UserUpdate, admin: AdminDep, session: SessionDep) -> UserOut:
-    user = _user(session, user_id)
-    if user.id == admin.id and body.disabled:
+def update(user_id: str, body: UserUpdate, admin: AdminDep, services: ServicesDep) -> UserOut:
+    if user_id == admin.id and body.disabled:
         raise HTTPException(
             status_code=status.HTTP_409_CONFLICT, detail="you cannot disable your own account"
         )
-    set_disabled(session, user=user, disabled=body.disabled, actor_user_id=admin.id)
-    session.commit()
-    return user_out(session, user)
+    with write_transaction(services.session_factory) as session:
+        user = _user(session, user_id)
+        set_disabled(session, user=user, disabled=body.disabled, actor_user_id=admin.id)
+        return user_out(session, user)
 
 
 @router.post("/{user_id}/disable", response_model=UserOut, responses={404: {"model": ErrorOut}})
-def disable(user_id: str, admin: AdminDep, session: SessionDep) -> UserOut:
-    return update(user_id, UserUpdate(disabled=True), admin, session)
+def disable(user_id: str, admin: AdminDep, services: ServicesDep) -> UserOut:
+    return update(user_id, UserUpdate(disabled=True), admin, services)
 
 
 @router.post("/{user_id}/enable", response_model=UserOut, responses={404: {"model": ErrorOut}})
-def enable(user_id: str, admin: AdminDep, session: SessionDep) -> UserOut:
-    return update(user_id, UserUpdate(disabled=False), admin, session)
+def enable(user_id: str, admin: AdminDep, services: ServicesDep) -> UserOut:
+    return update(user_id, UserUpdate(disabled=False), admin, services)
 
 
 @router.post(
@@ -76,8 +81,9 @@ def enable(user_id: str, admin: AdminDep, session: SessionDep) -> UserOut:
     responses={404: {"model": ErrorOut}},
     summary="Issue a new key and revoke the old ones",
 )
-def rotate(user_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> UserWithKey:
-    user = _user(session, user_id)
-    issued = rotate_key(session, user=user, pepper=services.settings.pepper, actor_user_id=admin.id)
-    session.commit()
-    return UserWithKey(user=user_out(session, user), api_key=issued.key, key_prefix=issued.prefix)
+def rotate(user_id: str, admin: AdminDep, services: ServicesDep) -> UserWithKey:
+    with write_transaction(services.session_factory) as session:
+        user = _user(session, user_id)
+        issued = rotate_key(session, user=user, pepper=services.settings.pepper, actor_user_id=admin.id)
+        out = user_out(session, user)
+    return UserWithKey(user=out, api_key=issued.key, key_prefix=issued.prefix)

@@ -14,6 +14,7 @@ from api.deps import ServicesDep, SessionDep, UserDep, not_found
 from api.schemas import ConceptCreated, ConceptList, ConceptOut, ErrorOut, JobOut
 from core.db.enqueue import CONCEPT_NAME, ConceptExistsError, TrainRequest, create_train_job
 from core.db.models import Concept, Job, JobKind
+from core.db.session import write_transaction
 from core.engine.methods import DEFAULT_METHOD, METHODS
 from core.storage import StoredFile
 from core.uploads import UploadError, validate_images
@@ -108,16 +109,15 @@ def create_concept(
     try:
         for image in cleaned:
             stored.append(services.store.write_bytes(services.store.new_upload_path(), image.png))
-        concept, job = create_train_job(
-            session,
-            user_id=user.id,
-            request=request,
-            uploads=stored,
-            max_attempts=services.settings.job_max_attempts,
-        )
-        session.commit()
+        with write_transaction(services.session_factory) as tx:
+            concept, job = create_train_job(
+                tx,
+                user_id=user.id,
+                request=request,
+                uploads=stored,
+                max_attempts=services.settings.job_max_attempts,
+            )
     except BaseException as error:
-        session.rollback()
         services.store.delete_many([s.path for s in stored])
         if isinstance(error, ConceptExistsError | IntegrityError):
             raise HTTPException(
@@ -126,7 +126,7 @@ def create_concept(
         raise
     background.add_task(services.dispatch)
     return ConceptCreated(
-        concept=concept_out(session, concept).model_copy(update={"job_id": job.id}),
+        concept=ConceptOut.model_validate(concept).model_copy(update={"job_id": job.id}),
         job=JobOut.model_validate(job),
     )
 

@@ -15,6 +15,7 @@ from api.deps import Services, ServicesDep, UserDep
 from api.schemas import ErrorOut, GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
 from core.db.enqueue import GenerateRequest, create_generate_job, prompt_tokens, ready_tokens
 from core.db.models import FINAL_JOB_STATES, GeneratedImage, Job, JobState
+from core.db.session import write_transaction
 
 router = APIRouter(tags=["generate"])
 WAIT_POLL_SECONDS = 0.1
@@ -47,7 +48,7 @@ def _enqueue(services: Services, *, user_id: str, body: GenerateIn) -> tuple[str
     steps = body.steps or settings.generate_default_steps
     if steps > settings.generate_max_steps:
         raise GenerateRefused(422, {"detail": f"steps must be at most {settings.generate_max_steps}"})
-    with services.session_factory() as session:
+    with write_transaction(services.session_factory) as session:
         known = ready_tokens(session, user_id=user_id)
         used = prompt_tokens(body.prompt) + prompt_tokens(body.negative_prompt)
         unknown = list(dict.fromkeys(t for t in used if t not in known))
@@ -72,8 +73,7 @@ def _enqueue(services: Services, *, user_id: str, body: GenerateIn) -> tuple[str
         generation, job = create_generate_job(
             session, user_id=user_id, request=request, max_attempts=settings.job_max_attempts
         )
-        session.commit()
-        return generation.id, job.id
+    return generation.id, job.id
 
 
 def _result(services: Services, *, job_id: str, generation_id: str) -> GenerateOut:

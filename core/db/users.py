@@ -133,10 +133,11 @@ def active_key_count(session: Session, *, user_id: str) -> int:
     return len(list(keys))
 
 
-def authenticate(session: Session, *, key: str, pepper: bytes) -> User | None:
-    """The user owning an unrevoked ``key``, or None (disabled users are returned: the caller decides).
+def authenticate(session: Session, *, key: str, pepper: bytes) -> tuple[User, ApiKey] | None:
+    """The user owning an unrevoked ``key`` and the key row, or None (read-only).
 
-    Candidates are found by the non-secret prefix and compared in constant time.
+    Disabled users are returned too: the caller decides. Candidates are found by the
+    non-secret prefix and compared in constant time.
     """
     if not KEY_PATTERN.match(key):
         return None
@@ -150,7 +151,15 @@ def authenticate(session: Session, *, key: str, pepper: bytes) -> User | None:
             match = candidate
     if match is None:
         return None
-    now = utcnow()
-    if match.last_used_at is None or now - match.last_used_at > LAST_USED_RESOLUTION:
-        session.execute(update(ApiKey).where(ApiKey.id == match.id).values(last_used_at=now))
-    return session.get(User, match.user_id)
+    user = session.get(User, match.user_id)
+    return None if user is None else (user, match)
+
+
+def key_needs_touch(key: ApiKey) -> bool:
+    """Whether ``last_used_at`` is older than its one-minute resolution."""
+    return key.last_used_at is None or utcnow() - key.last_used_at > LAST_USED_RESOLUTION
+
+
+def touch_key(session: Session, *, key_id: str) -> None:
+    """Record that a key was used now (flushes; the caller commits)."""
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
