@@ -79,7 +79,7 @@ def current_user(
     """The user of the request's ``Authorization: Bearer <key>``: 401 without/with a bad key, 403 disabled."""
     key = _bearer_key(request)
     found = authenticate(session, key=key, pepper=services.settings.pepper) if key else None
-    session.rollback()  # end the read transaction: handlers start their own
+    session.commit()  # end the read transaction (nothing written; objects stay loaded)
     if found is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

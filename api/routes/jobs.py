@@ -43,7 +43,7 @@ def get_job(job_id: str, user: UserDep, session: SessionDep) -> JobOut:
 )
 def cancel(job_id: str, user: UserDep, session: SessionDep, services: ServicesDep) -> JobOut:
     owned_job(session, job_id=job_id, user_id=user.id)
-    session.rollback()
+    session.commit()  # end the read transaction before the write transaction below
     job = request_cancel(services.session_factory, job_id=job_id)
     if job.state == JobState.CANCELLED.value and job.kind == JobKind.TRAIN.value:
         # A queued job is final now: its raw images go at once (a running one's go when it stops).
