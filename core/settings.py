@@ -28,49 +28,56 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MNEMO_", extra="ignore")
 
-    # Where everything lives: SQLite DB, broker (embedded), uploads, adapters, images, checkpoints.
-    data_dir: Path = Path("./mnemo-data")
-    # SQLAlchemy URL; default ``sqlite:///<data_dir>/mnemo.db``.
-    database_url: str = ""
-    # Celery broker URL; default ``sqla+sqlite:///<data_dir>/broker.sqlite`` (no server needed).
-    broker_url: str = ""
+    data_dir: Path = Field(
+        default=Path("./mnemo-data"),
+        description="where everything lives: SQLite DB, embedded broker, uploads, adapters, images",
+    )
+    database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/mnemo.db")
+    broker_url: str = Field(
+        default="",
+        description="Celery broker URL; default sqla+sqlite:///<data_dir>/broker.sqlite (no server needed)",
+    )
 
     # The ML side (read by the worker only; the API never loads it).
-    backbone: str = "toy"
-    engine_preset: str = "toy"
-    device: str = "cpu"
+    backbone: str = Field(default="toy", description="toy | tiny | a local diffusers SD 1.x/2.x folder")
+    engine_preset: str = Field(default="toy", description="engine config preset: paper | toy | tiny")
+    device: str = Field(default="cpu", description="torch device of the worker")
 
     # HTTP.
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", description="API bind address")
+    port: int = Field(default=8000, ge=1, le=65535, description="API port")
 
     # Uploads (DESIGN.md §7). The pixel cap is far below Pillow's MAX_IMAGE_PIXELS (89.5 MP),
     # so Pillow's warn-only decompression-bomb band is rejected too.
-    max_upload_bytes: int = Field(default=10 * MiB, ge=1024)
-    max_files_per_concept: int = Field(default=20, ge=1)
-    min_files_per_concept: int = Field(default=1, ge=1)
-    max_image_pixels: int = Field(default=40_000_000, ge=64)
-    min_image_side: int = Field(default=8, ge=1)
+    max_upload_bytes: int = Field(default=10 * MiB, ge=1024, description="bytes per uploaded image")
+    max_files_per_concept: int = Field(default=20, ge=1, description="images per concept, at most")
+    min_files_per_concept: int = Field(default=1, ge=1, description="images per concept, at least")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=64, description="width x height per image, checked before decoding"
+    )
+    min_image_side: int = Field(default=8, ge=1, description="smallest accepted image side (pixels)")
 
     # Jobs (DESIGN.md §6).
-    job_lease_seconds: int = Field(default=300, ge=5)
-    job_heartbeat_seconds: int = Field(default=30, ge=1)
-    job_max_attempts: int = Field(default=3, ge=1)
-    train_max_steps: int = Field(default=5000, ge=1)
+    job_lease_seconds: int = Field(default=300, ge=5, description="a claimed job's lease")
+    job_heartbeat_seconds: int = Field(default=30, ge=1, description="how often a worker extends its lease")
+    job_max_attempts: int = Field(default=3, ge=1, description="attempts before a job fails for good")
+    train_max_steps: int = Field(default=5000, ge=1, description="largest `steps` a concept upload may ask")
 
     # Generation limits.
-    generate_max_images: int = Field(default=8, ge=1)
-    generate_default_steps: int = Field(default=25, ge=1)
-    generate_max_steps: int = Field(default=150, ge=1)
-    generate_max_wait_seconds: float = Field(default=120.0, ge=0)
-    generate_max_prompt_chars: int = Field(default=1000, ge=1)
+    generate_max_images: int = Field(default=8, ge=1, description="largest `n` of /v1/generate")
+    generate_default_steps: int = Field(default=25, ge=1, description="sampling steps when not given")
+    generate_max_steps: int = Field(default=150, ge=1, description="largest `steps` of /v1/generate")
+    generate_max_wait_seconds: float = Field(default=120.0, ge=0, description="largest honoured `wait`")
+    generate_max_prompt_chars: int = Field(default=1000, ge=1, description="longest prompt")
 
-    # Server-side secret mixed into API-key hashes (HMAC-SHA256). When unset, a random one
-    # is created once in ``<data_dir>/api-key-pepper`` (mode 0600) and reused.
-    api_key_pepper: SecretStr | None = None
-
-    # Server-sent events: how often the DB is polled for job progress.
-    events_poll_seconds: float = Field(default=0.5, gt=0)
+    api_key_pepper: SecretStr | None = Field(
+        default=None,
+        description="server secret in API-key hashes (HMAC-SHA256); default: created once in "
+        "<data_dir>/api-key-pepper (mode 0600)",
+    )
+    events_poll_seconds: float = Field(
+        default=0.5, gt=0, description="how often the SSE stream polls the DB for job progress"
+    )
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -106,6 +113,15 @@ class Settings(BaseSettings):
             handle.flush()
             os.fsync(handle.fileno())
         return path.read_bytes().strip()
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """``(environment variable, default, description)`` for every setting (for docs and ``--help``)."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default in (None, "") else str(field.default)
+        rows.append((f"MNEMO_{name.upper()}", default, field.description or ""))
+    return rows
 
 
 def get_settings() -> Settings:
