@@ -48,8 +48,8 @@ def test_markdown_table_scales_and_names_the_extractor():
     assert "random-proxy" in table and table.startswith("Caption.")
     row = next(line for line in table.splitlines() if line.startswith("| lora_sequential"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # N train, N store, KID x1e5, A_MMD x1e3, BwT x1e3, I2I, F x1e3, DC acc %
-    assert cells[1:] == ["0.090", "100.54", "4.00", "2500.00", "-2000.00", "65.00", "500.000", "50.0"]
+    # seeds, N train, N store, KID x1e5, A_MMD x1e3, BwT x1e3, I2I, F x1e3, DC acc %
+    assert cells[1:] == ["1", "0.090", "100.54", "4.00", "2500.00", "-2000.00", "65.00", "500.000", "50.0"]
 
 
 def test_plots_and_grid_are_written(tmp_path):

@@ -90,7 +90,7 @@ def _cell(stat: Mapping[str, Any], scale: float, digits: int) -> str:
 
 def markdown_table(summary: Mapping[str, Mapping[str, Any]], *, extractor: str, caption: str) -> str:
     """The paper's Table 1 layout: one row per method, mean ± std over seeds."""
-    header = ["Method", *(title for _, title, _, _ in TABLE_COLUMNS), "DC acc. (train) ↑"]
+    header = ["Method", "Seeds", *(title for _, title, _, _ in TABLE_COLUMNS), "DC acc. (train) ↑ (%)"]
     lines = [
         caption,
         "",
@@ -106,7 +106,7 @@ def markdown_table(summary: Mapping[str, Mapping[str, Any]], *, extractor: str, 
         cells.append(
             _cell(final["dc_accuracy"], 100.0, 1) if final["dc_accuracy"]["mean"] is not None else "–"
         )
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {len(agg['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
