@@ -93,3 +93,15 @@ def test_openapi_documents_every_route_with_typed_schemas(api) -> None:  # type:
     ]
     upload = paths["/v1/concepts"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload
+
+
+def test_readiness_with_the_production_broker(api) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL (the postgres param) or SQLite with a real Redis broker."""
+    import os
+
+    redis_url = os.environ.get("MNEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/15"
+    settings = api.settings.model_copy(update={"broker_url": redis_url})
+    with TestClient(create_app(settings, dispatcher=lambda: None)) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
