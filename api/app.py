@@ -26,6 +26,7 @@ from core.storage import ArtifactStore
 
 log = logging.getLogger("mnemo.api")
 BODY_OVERHEAD_BYTES = 1024 * 1024
+MAX_JSON_BYTES = 1024 * 1024
 
 DESCRIPTION = """Mnemo teaches a text-to-image diffusion model your concepts one at a time
 (continual personalization with diffusion-classifier scores), without keeping your photos.
@@ -51,8 +52,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     for module in (concepts, jobs, generate, images, adapters, me, admin, health):
         app.include_router(module.router)
 
-    max_body = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body)
+    max_upload = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
+    app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload, max_other_bytes=MAX_JSON_BYTES)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
     return app

@@ -12,13 +12,18 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 to any request whose body exceeds ``max_bytes`` (declared or streamed)."""
+    """Answer 413 to a request whose body exceeds its cap (declared or streamed).
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    Multipart uploads may be up to ``max_upload_bytes``; every other body (JSON) up to
+    ``max_other_bytes``.
+    """
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"detail": f"the request body is larger than {self.max_bytes} bytes"}).encode()
+    def __init__(self, app: ASGIApp, *, max_upload_bytes: int, max_other_bytes: int) -> None:
+        self.app = app
+        self.max_upload_bytes, self.max_other_bytes = max_upload_bytes, max_other_bytes
+
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = json.dumps({"detail": f"the request body is larger than {limit} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -35,35 +40,45 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(send)
-                    return
+        headers = dict(scope.get("headers", []))
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data")
+        limit = self.max_upload_bytes if multipart else self.max_other_bytes
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            await self._reject(send, limit)
+            return
         received = 0
+        exceeded = False
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
+            # The app may turn the receive error into its own answer (FastAPI: 400); answer 413 instead.
             nonlocal started
+            if exceeded:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._reject(send, limit)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                started = True
+                await self._reject(send, limit)

@@ -211,3 +211,26 @@ def test_body_over_the_global_cap_is_413_before_parsing(api) -> None:  # type: i
     )
     assert response.status_code == 413
     assert "request body is larger than" in response.json()["detail"]
+
+
+@SQLITE_ONLY
+def test_non_multipart_bodies_have_a_small_cap(api) -> None:  # type: ignore[no-untyped-def]
+    _, headers = api.user("alice")
+    huge = {"prompt": "a" * (2 * 1024 * 1024)}
+    response = api.client.post("/v1/generate", headers=headers, json=huge)
+    assert response.status_code == 413
+    assert response.json() == {"detail": f"the request body is larger than {1024 * 1024} bytes"}
+
+
+@SQLITE_ONLY
+def test_streamed_body_over_the_cap_is_413(api) -> None:  # type: ignore[no-untyped-def]
+    _, headers = api.user("alice")
+
+    def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: the cap is counted while streaming
+        for _ in range(3):
+            yield b"{" + b" " * (512 * 1024)
+
+    response = api.client.post(
+        "/v1/generate", headers={**headers, "Content-Type": "application/json"}, content=chunks()
+    )
+    assert response.status_code == 413
