@@ -31,14 +31,18 @@ UPLOAD_ERRORS = {
 }
 
 
-def concept_out(session: Session, concept: Concept) -> ConceptOut:
-    job_id = session.scalar(
-        select(Job.id)
-        .where(Job.concept_id == concept.id, Job.kind == JobKind.TRAIN.value)
-        .order_by(Job.seq.desc())
-        .limit(1)
-    )
-    return ConceptOut.model_validate(concept).model_copy(update={"job_id": job_id})
+def concepts_out(session: Session, concepts: list[Concept]) -> list[ConceptOut]:
+    """Concepts with the id of their (latest) training job, in one query for all of them."""
+    ids = [c.id for c in concepts]
+    latest: dict[str, str] = {}
+    if ids:
+        rows = session.execute(
+            select(Job.concept_id, Job.id)
+            .where(Job.concept_id.in_(ids), Job.kind == JobKind.TRAIN.value)
+            .order_by(Job.seq)
+        )
+        latest = {concept_id: job_id for concept_id, job_id in rows}
+    return [ConceptOut.model_validate(c).model_copy(update={"job_id": latest.get(c.id)}) for c in concepts]
 
 
 def _unprocessable(message: str) -> HTTPException:
@@ -135,8 +139,8 @@ def create_concept(
 def list_concepts(user: UserDep, session: SessionDep) -> ConceptList:
     concepts = session.scalars(
         select(Concept).where(Concept.user_id == user.id).order_by(Concept.created_at, Concept.name)
-    )
-    return ConceptList(concepts=[concept_out(session, c) for c in concepts])
+    ).all()
+    return ConceptList(concepts=concepts_out(session, list(concepts)))
 
 
 @router.get("/{concept_id}", response_model=ConceptOut, responses={404: {"model": ErrorOut}})
@@ -144,4 +148,4 @@ def get_concept(concept_id: str, user: UserDep, session: SessionDep) -> ConceptO
     concept = session.scalar(select(Concept).where(Concept.id == concept_id, Concept.user_id == user.id))
     if concept is None:
         raise not_found()
-    return concept_out(session, concept)
+    return concepts_out(session, [concept])[0]

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Services, ServicesDep, UserDep
+from api.deps import Services, ServicesDep, UserDep, not_found
 from api.schemas import ErrorOut, GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
 from core.db.enqueue import GenerateRequest, create_generate_job, prompt_tokens, ready_tokens
 from core.db.models import FINAL_JOB_STATES, GeneratedImage, Job, JobState
@@ -79,7 +79,8 @@ def _enqueue(services: Services, *, user_id: str, body: GenerateIn) -> tuple[str
 def _result(services: Services, *, job_id: str, generation_id: str) -> GenerateOut:
     with services.session_factory() as session:
         job = session.get(Job, job_id)
-        assert job is not None
+        if job is None:  # the account was erased while we waited
+            raise not_found()
         images = image_refs(session, generation_id=generation_id) if job.state == JobState.SUCCEEDED else []
         return GenerateOut(job=JobOut.model_validate(job), generation_id=generation_id, images=images)
 
