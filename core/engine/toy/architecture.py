@@ -27,11 +27,15 @@ class ToyArchitecture:
     text_layers: int = 4
     text_heads: int = 4
     text_intermediate: int = 256
-    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     unet_head_dim: int = 8
     vae_channels: tuple[int, ...] = (32, 64, 64)
     vae_layers_per_block: int = 1
+    # 8 groups, not SD's 32: with 32 channels, 32 groups normalise every channel on its own, which
+    # erases the absolute colour of flat regions (the VAE's and UNet's last GroupNorm then cannot
+    # represent a uniform background); 4-16 channels per group keep it.
+    norm_groups: int = 8
     scheduler: dict[str, Any] = field(
         default_factory=lambda: {
             "num_train_timesteps": 1000,
@@ -40,7 +44,6 @@ class ToyArchitecture:
             "beta_schedule": "scaled_linear",
             "steps_offset": 1,
             "clip_sample": False,
-            "set_alpha_to_one": False,
             "prediction_type": "epsilon",
         }
     )
@@ -60,7 +63,7 @@ class ToyArchitecture:
             "up_block_types": ("CrossAttnUpBlock2D",) * levels,
             "cross_attention_dim": self.text_hidden,
             "attention_head_dim": self.unet_head_dim,
-            "norm_num_groups": 32,
+            "norm_num_groups": self.norm_groups,
         }
 
     def vae_config(self) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class ToyArchitecture:
             "layers_per_block": self.vae_layers_per_block,
             "latent_channels": LATENT_CHANNELS,
             "sample_size": IMAGE_SIZE,
-            "norm_num_groups": 32,
+            "norm_num_groups": self.norm_groups,
             "scaling_factor": 1.0,
         }
 

@@ -1,0 +1,102 @@
+"""``mnemo toy train | check``: build and verify the embedded toy backbone.
+
+Heavy imports (torch, diffusers) happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("toy", help="train or check the embedded toy backbone")
+    toy = parser.add_subparsers(dest="toy_command", required=True)
+
+    train = toy.add_parser(
+        "train", help="train the toy backbone (VAE, then UNet + text encoder) from scratch"
+    )
+    train.add_argument("--minutes", type=float, default=44.0, help="wall-clock budget of the whole run")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped weights/)")
+    train.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is steadiest on a busy machine)"
+    )
+    train.add_argument("--vae-steps", type=int, default=None)
+    train.add_argument("--unet-steps", type=int, default=None)
+    train.add_argument("--pool-size", type=int, default=None, help="training images encoded to latents")
+    train.add_argument(
+        "--what", choices=("all", "backbone", "classifier"), default="all", help="which networks to train"
+    )
+    train.add_argument("--classifier-steps", type=int, default=1200)
+    train.set_defaults(handler=_train)
+
+    check = toy.add_parser("check", help="colour/shape accuracy on held-out prompts, seconds per image")
+    check.add_argument("--steps", type=int, default=25)
+    check.add_argument("--guidance-scale", type=float, default=7.5)
+    check.add_argument("--quick", action="store_true", help="4 held-out combos x 2 images")
+    check.add_argument("--per-combo", type=int, default=None, help="images per colour x shape combination")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--grid", type=Path, default=Path("toy_check.png"), help="sample grid PNG to write")
+    check.add_argument("--threads", type=int, default=None)
+    check.add_argument("--json", action="store_true", help="print the figures as JSON")
+    check.set_defaults(handler=_check)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from core.engine.toy import CLASSIFIER_PATH, WEIGHTS_DIR
+
+    out = args.out or WEIGHTS_DIR
+    report: dict = {}
+    if args.what in ("all", "backbone"):
+        from core.engine.toy.train import TrainConfig, train
+
+        config = TrainConfig(seed=args.seed, minutes=args.minutes, threads=args.threads)
+        overrides = {"vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "pool_size": args.pool_size}
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        report["backbone"] = train(config=config, out=out)
+    if args.what in ("all", "classifier"):
+        import torch
+
+        from core.engine.toy.classifier import train_classifier
+
+        torch.set_num_threads(args.threads)
+        target = out / "classifier" / CLASSIFIER_PATH.name if args.out else CLASSIFIER_PATH
+        report["classifier"] = train_classifier(seed=args.seed, steps=args.classifier_steps, out=target)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import torch
+
+    from core.engine.toy.check import run_check
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    summary = run_check(
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        quick=args.quick,
+        per_combo=args.per_combo,
+        grid_path=args.grid,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for name in ("held_out", "seen"):
+            if name in summary:
+                part = summary[name]
+                print(
+                    f"{name:9s} colour {part['colour_accuracy']:.1%}  shape {part['shape_accuracy']:.1%}  "
+                    f"({part['images']} images)"
+                )
+        print(f"seconds per 64x64 image at {args.steps} steps: {summary['seconds_per_image']:.3f}")
+        print(f"grid: {summary.get('grid')}")
+    sys.stdout.flush()
+    return 0
