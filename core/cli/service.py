@@ -184,6 +184,9 @@ def _api(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     _apply_setting_options(args)
+    # One BLAS/OpenMP pool per pool process, sized so that the processes do not oversubscribe
+    # the CPU cores (read by torch when the child imports it).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.concurrency))))
     if args.no_reconciler:
         os.environ["MNEMO_WORKER_RECONCILER"] = "0"
     from worker.celery_app import app
@@ -221,12 +224,16 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _session_and_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from core.db.session import make_session_factory
+    """A write-transaction opener (SQLite: BEGIN IMMEDIATE, so a read-then-write never hits
+    SQLITE_BUSY_SNAPSHOT while the service runs) and the settings."""
+    from functools import partial
+
+    from core.db.session import make_session_factory, write_transaction
     from core.settings import get_settings
 
     _apply_setting_options(args)
     settings = get_settings()
-    return make_session_factory(settings.database_url), settings
+    return partial(write_transaction, make_session_factory(settings.database_url)), settings
 
 
 def _users_create(args: argparse.Namespace) -> int:
@@ -241,9 +248,9 @@ def _users_create(args: argparse.Namespace) -> int:
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        session.commit()
-        print(f"user {issued.user.name} ({issued.user.role}) id {issued.user.id}")
-        print(f"API key (shown once, store it now): {issued.key}")
+        line = f"user {issued.user.name} ({issued.user.role}) id {issued.user.id}"
+    print(line)  # after the commit: the key printed is a key that exists
+    print(f"API key (shown once, store it now): {issued.key}")
     return 0
 
 
@@ -272,10 +279,10 @@ def _users_rotate(args: argparse.Namespace) -> int:
             print(f"error: no user {args.name!r}", file=sys.stderr)
             return 2
         issued = rotate_key(session, user=user, pepper=settings.pepper, revoke_old=not args.keep_old)
-        session.commit()
-        print(f"new API key for {user.name} (shown once): {issued.key}")
-        if not args.keep_old:
-            print("the previous keys are revoked")
+        name = user.name
+    print(f"new API key for {name} (shown once): {issued.key}")
+    if not args.keep_old:
+        print("the previous keys are revoked")
     return 0
 
 
@@ -289,7 +296,6 @@ def _users_disable(args: argparse.Namespace) -> int:
             print(f"error: no user {args.name!r}", file=sys.stderr)
             return 2
         set_disabled(session, user=user, disabled=not args.enable)
-        session.commit()
         print(f"user {user.name} is {'enabled' if args.enable else 'disabled'}")
     return 0
 

@@ -428,7 +428,7 @@ def publish_generation(
 
 def ensure_generation(session_factory: sessionmaker[Session], *, job_id: str) -> Generation:
     """The job's ``generations`` row (the API writes it with the job; rebuilt from the payload if not)."""
-    with session_factory.begin() as session:
+    with write_transaction(session_factory) as session:
         generation = session.scalar(select(Generation).where(Generation.job_id == job_id))
         if generation is not None:
             return generation
@@ -581,10 +581,44 @@ def reconcile(
     recent_message = exists().where(
         Outbox.job_id == Job.id, or_(Outbox.sent_at.is_(None), Outbox.created_at >= cutoff)
     )
-    with write_transaction(session_factory) as session:
-        expired = session.scalars(
-            select(Job).where(Job.state == JobState.RUNNING.value, Job.lease_expires_at < now)
+    stuck_filter = (
+        Job.state == JobState.QUEUED.value,
+        Job.created_at < cutoff,
+        or_(Job.kind != JobKind.TRAIN.value, ~_earlier_unfinished_train_job()),
+        ~recent_message,
+    )
+    expired_filter = (Job.state == JobState.RUNNING.value, Job.lease_expires_at < now)
+    with session_factory() as session:  # a cheap read first: most passes find nothing to repair
+        needs_repair = session.scalar(
+            select(func.count()).select_from(Job).where(or_(and_(*expired_filter), and_(*stuck_filter)))
+        )
+    if needs_repair:
+        _repair(
+            session_factory, report=report, now=now, expired_filter=expired_filter, stuck_filter=stuck_filter
+        )
+    with session_factory() as session:
+        leftovers = session.scalars(
+            select(Job.id)
+            .where(Job.state.in_([state.value for state in FINAL_JOB_STATES]))
+            .where(exists().where(Upload.job_id == Job.id))
         ).all()
+    finished = set(report.failed) | set(leftovers)
+    for job_id in sorted(finished):
+        delete_raw_uploads(session_factory, store, job_id=job_id, now=now)
+        report.cleaned.append(job_id)
+    return report
+
+
+def _repair(
+    session_factory: sessionmaker[Session],
+    *,
+    report: ReconcileReport,
+    now: datetime,
+    expired_filter: tuple[Any, ...],
+    stuck_filter: tuple[Any, ...],
+) -> None:
+    with write_transaction(session_factory) as session:
+        expired = session.scalars(select(Job).where(*expired_filter)).all()
         for job in expired:
             if job.attempts >= job.max_attempts:
                 _finish(
@@ -604,25 +638,7 @@ def reconcile(
             if not message_since_expiry:
                 session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
                 report.redispatched.append(job.id)
-        stuck = session.scalars(
-            select(Job).where(
-                Job.state == JobState.QUEUED.value,
-                Job.created_at < cutoff,
-                or_(Job.kind != JobKind.TRAIN.value, ~_earlier_unfinished_train_job()),
-                ~recent_message,
-            )
-        ).all()
+        stuck = session.scalars(select(Job).where(*stuck_filter)).all()
         for job in stuck:
             session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
             report.redispatched.append(job.id)
-    with session_factory() as session:
-        leftovers = session.scalars(
-            select(Job.id)
-            .where(Job.state.in_([state.value for state in FINAL_JOB_STATES]))
-            .where(exists().where(Upload.job_id == Job.id))
-        ).all()
-    finished = set(report.failed) | set(leftovers)
-    for job_id in sorted(finished):
-        delete_raw_uploads(session_factory, store, job_id=job_id, now=now)
-        report.cleaned.append(job_id)
-    return report

@@ -1,0 +1,281 @@
+"""``mnemo demo``: the whole product on one machine, in a few minutes on CPU.
+
+1. a fresh data directory, ``db upgrade`` and a user (its key stays in this process);
+2. ``mnemo serve`` in the background: the HTTP API and a real Celery worker process
+   (SQLite, the server-less SQLAlchemy broker, the toy backbone);
+3. three bundled sample concepts uploaded one after another over HTTP; progress bars follow
+   their jobs while the worker learns them in order (task 1, 2, 3: one continual LoRA);
+4. images generated with each token and with two tokens in one prompt, saved with a grid;
+5. a per-concept table (token, task index, seconds, final loss, when the raw images were
+   deleted) and a check that no raw upload is left in the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.cli import processes
+
+FINAL = ("succeeded", "failed", "cancelled")
+POLL_SECONDS = 0.5
+SAMPLES_PER_PROMPT = 2
+GENERATE_STEPS = 25
+CELL = 128
+BAR_FORMAT = "{desc:<28} |{bar:30}| {n_fmt:>4}/{total_fmt:<4} {postfix}"
+
+
+@dataclass
+class DemoConcept:
+    name: str
+    class_word: str
+    description: str
+    images: list[Any]
+    job_id: str = ""
+    concept_id: str = ""
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    data_dir = _fresh_data_dir(args.data_dir)
+    backbone = args.backbone or os.environ.get("MNEMO_BACKBONE") or "toy"
+    preset = args.preset or os.environ.get("MNEMO_ENGINE_PRESET") or ("tiny" if backbone == "tiny" else "toy")
+    if backbone == "toy":
+        from core.engine.toy import WEIGHTS_DIR
+
+        if not (WEIGHTS_DIR / "unet").is_dir():
+            print(
+                f"error: the toy backbone weights are missing ({WEIGHTS_DIR}); "
+                "train them with `mnemo toy train`, or run `mnemo demo --backbone tiny`",
+                file=sys.stderr,
+            )
+            return 2
+    port = processes.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNEMO_")}
+    env.update(
+        MNEMO_DATA_DIR=str(data_dir),
+        MNEMO_BACKBONE=backbone,
+        MNEMO_ENGINE_PRESET=preset,
+        MNEMO_HOST="127.0.0.1",
+        MNEMO_PORT=str(port),
+    )
+    os.environ.update({k: v for k, v in env.items() if k.startswith("MNEMO_")})
+    print(f"mnemo demo: data in {data_dir}, backbone {backbone!r}, preset {preset!r}")
+
+    from core.db.migrate import upgrade
+    from core.db.session import make_session_factory, write_transaction
+    from core.db.users import create_user
+    from core.settings import get_settings
+
+    settings = get_settings()
+    upgrade(database_url=settings.database_url)
+    with write_transaction(make_session_factory(settings.database_url)) as session:
+        issued = create_user(session, name="demo", pepper=settings.pepper)
+    headers = {"Authorization": f"Bearer {issued.key}"}
+
+    log_path = data_dir / "logs" / "serve.log"
+    serve = processes.start(processes.mnemo_command("serve", "--no-upgrade"), env=env, log_path=log_path)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        processes.wait_http_ok(f"{base_url}/readyz", timeout=120, process=serve)
+        print(f"service up at {base_url} (API + worker; log: {log_path})")
+        with httpx.Client(base_url=base_url, headers=headers, timeout=60.0) as http:
+            concepts = _upload_samples(http, count=args.concepts, steps=args.steps)
+            deadline = started + args.timeout
+            jobs = _follow(http, concepts, deadline=deadline, serve=serve, log_path=log_path)
+            failed = [c.name for c in concepts if jobs[c.job_id]["state"] != "succeeded"]
+            if failed:
+                for concept in concepts:
+                    job = jobs[concept.job_id]
+                    if job["state"] != "succeeded":
+                        print(f"  {concept.name}: {job['state']}: {job.get('error')}", file=sys.stderr)
+                return 1
+            rows = _generate(http, concepts)
+            out = args.out.expanduser().resolve()
+            grid = _write_grid(out, concepts, rows)
+            _print_table(http, concepts, jobs)
+            remaining = sum(1 for p in (data_dir / "uploads").rglob("*") if p.is_file())
+            print(f"\nraw images left in {data_dir / 'uploads'}: {remaining} files")
+            print(f"images: {out}  grid: {grid}")
+    finally:
+        processes.stop(serve, timeout=20)
+    print(f"done in {time.monotonic() - started:.0f} s")
+    return 0 if remaining == 0 else 1
+
+
+def _fresh_data_dir(path: Path | None) -> Path:
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="mnemo-demo-")).resolve()
+    path = path.expanduser().resolve()
+    if path.exists() and any(path.iterdir()):
+        raise SystemExit(f"error: {path} is not empty; the demo needs a fresh data directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _upload_samples(http: httpx.Client, *, count: int, steps: int | None) -> list[DemoConcept]:
+    from core.engine.toy.concepts import sample_concepts
+
+    concepts = [
+        DemoConcept(s.name, s.class_word, s.description, s.images)
+        for s in sample_concepts(photos=False)[:count]
+    ]
+    for concept in concepts:
+        files = []
+        for index, image in enumerate(concept.images):
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            files.append(("images", (f"{concept.name}-{index}.png", buffer.getvalue(), "image/png")))
+        data = {"name": concept.name, "class_word": concept.class_word}
+        if steps:
+            data["steps"] = str(steps)
+        response = http.post("/v1/concepts", data=data, files=files)
+        if response.status_code != 202:
+            raise SystemExit(
+                f"error: upload of {concept.name} refused: {response.status_code} {response.text}"
+            )
+        body = response.json()
+        concept.job_id, concept.concept_id = body["job"]["id"], body["concept"]["id"]
+        print(
+            f"uploaded {concept.name!r} ({len(files)} images, token <{concept.name}>): job {concept.job_id}"
+        )
+    return concepts
+
+
+def _follow(
+    http: httpx.Client,
+    concepts: list[DemoConcept],
+    *,
+    deadline: float,
+    serve: Any,
+    log_path: Path,
+) -> dict[str, dict[str, Any]]:
+    """Progress bars (one per concept) until every job is final."""
+    from tqdm import tqdm
+
+    bars = {
+        c.job_id: tqdm(total=1, desc=f"{c.name:<16} queued", position=i, leave=True, bar_format=BAR_FORMAT)
+        for i, c in enumerate(concepts)
+    }
+    names = {c.job_id: c.name for c in concepts}
+    jobs: dict[str, dict[str, Any]] = {}
+    try:
+        while len(jobs) < len(concepts):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"error: training did not finish in time; see {log_path}")
+            if serve.poll() is not None:
+                raise SystemExit(f"error: the service stopped (exit {serve.returncode}); see {log_path}")
+            for job_id, bar in bars.items():
+                if job_id in jobs:
+                    continue
+                job = http.get(f"/v1/jobs/{job_id}").json()
+                progress = job.get("progress") or {}
+                phase, step, total = (
+                    progress.get("phase", "queued"),
+                    progress.get("step", 0),
+                    progress.get("total", 0),
+                )
+                if job["state"] in FINAL:
+                    jobs[job_id] = job
+                    bar.set_description(f"{names[job_id]:<16} {job['state']}")
+                    bar.total = max(bar.total or 1, 1)
+                    bar.n = bar.total if job["state"] == "succeeded" else bar.n
+                    final_loss = ((job.get("result") or {}).get("metrics") or {}).get("final_loss")
+                    bar.set_postfix_str(
+                        f"final loss {final_loss:.4f}" if final_loss is not None else "", refresh=False
+                    )
+                    bar.refresh()
+                    continue
+                bar.set_description(f"{names[job_id]:<16} {phase}")
+                bar.total = max(int(total), 1)
+                bar.n = min(int(step), bar.total)
+                loss = progress.get("loss")
+                bar.set_postfix_str("" if loss is None else f"loss {loss:.4f}", refresh=False)
+                bar.refresh()
+            time.sleep(POLL_SECONDS)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    return jobs
+
+
+def _generate(http: httpx.Client, concepts: list[DemoConcept]) -> list[tuple[str, list[bytes]]]:
+    """(prompt, PNGs) for each token alone and for the first two tokens in one prompt."""
+    prompts = [f"a photo of <{c.name}>" for c in concepts]
+    if len(concepts) >= 2:
+        prompts.append(f"a photo of <{concepts[0].name}> and <{concepts[1].name}>")
+    rows = []
+    for prompt in prompts:
+        body = {"prompt": prompt, "n": SAMPLES_PER_PROMPT, "steps": GENERATE_STEPS, "seed": 0, "wait": 120}
+        response = http.post("/v1/generate", json=body, timeout=180)
+        result = response.json()
+        if response.status_code != 200 or result["job"]["state"] != "succeeded":
+            raise SystemExit(
+                f"error: generation for {prompt!r} failed: {response.status_code} {response.text}"
+            )
+        pngs = [http.get(image["url"]).content for image in result["images"]]
+        rows.append((prompt, pngs))
+        print(f"generated {len(pngs)} image(s) for {prompt!r}")
+    return rows
+
+
+def _write_grid(out: Path, concepts: list[DemoConcept], rows: list[tuple[str, list[bytes]]]) -> Path:
+    """Each prompt's images in a row, with the prompt written above; one bundled sample image
+    of the concept (not from the service: it deleted them) at the row's start."""
+    from PIL import Image, ImageDraw
+
+    out.mkdir(parents=True, exist_ok=True)
+    label_h = 18
+    columns = 1 + max(len(pngs) for _, pngs in rows)
+    grid = Image.new("RGB", (columns * CELL, len(rows) * (CELL + label_h)), "white")
+    draw = ImageDraw.Draw(grid)
+    samples = {f"<{c.name}>": c.images[0] for c in concepts}
+    for row, (prompt, pngs) in enumerate(rows):
+        top = row * (CELL + label_h)
+        draw.text((4, top + 3), prompt, fill="black")
+        reference = next((image for token, image in samples.items() if token in prompt), None)
+        if reference is not None:
+            grid.paste(reference.convert("RGB").resize((CELL, CELL)), (0, top + label_h))
+            draw.rectangle((0, top + label_h, 46, top + label_h + 13), fill="black")
+            draw.text((4, top + label_h + 1), "sample", fill="white")
+        for column, png in enumerate(pngs, start=1):
+            image = Image.open(io.BytesIO(png)).convert("RGB")
+            image.save(out / f"row{row + 1}-{column}.png")
+            grid.paste(image.resize((CELL, CELL), Image.Resampling.NEAREST), (column * CELL, top + label_h))
+    path = out / "grid.png"
+    grid.save(path)
+    return path
+
+
+def _print_table(http: httpx.Client, concepts: list[DemoConcept], jobs: dict[str, dict[str, Any]]) -> None:
+    by_id = {c["id"]: c for c in http.get("/v1/concepts").json()["concepts"]}
+    header = (
+        f"{'concept':<16} {'token':<18} {'task':>4} {'seconds':>8} {'final loss':>10}  images deleted (UTC)"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for concept in concepts:
+        row = by_id[concept.concept_id]
+        job = jobs[concept.job_id]
+        metrics = row.get("metrics") or {}
+        seconds = metrics.get("total_seconds")
+        if seconds is None and job.get("started_at") and job.get("finished_at"):
+            from datetime import datetime
+
+            seconds = (
+                datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+            ).total_seconds()
+        loss = metrics.get("final_loss")
+        deleted = (row.get("images_deleted_at") or "no")[:19].replace("T", " ")
+        seconds_text = "-" if seconds is None else f"{seconds:.1f}"
+        loss_text = "-" if loss is None else f"{loss:.4f}"
+        task = str(row["task_index"] or "-")
+        print(f"{row['name']:<16} {row['token']:<18} {task:>4} {seconds_text:>8} {loss_text:>10}  {deleted}")
