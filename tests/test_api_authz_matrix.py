@@ -1,0 +1,65 @@
+"""Authorization matrix: every OpenAPI operation is classified; anon/user/admin get what it says.
+
+A new route fails this test until it is added to MATRIX (research/reliability.md test 30).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+PUBLIC, USER, ADMIN = "public", "user", "admin"
+MATRIX = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("POST", "/v1/concepts"): USER,
+    ("GET", "/v1/concepts"): USER,
+    ("GET", "/v1/concepts/{concept_id}"): USER,
+    ("GET", "/v1/jobs/{job_id}"): USER,
+    ("GET", "/v1/jobs/{job_id}/events"): USER,
+    ("POST", "/v1/jobs/{job_id}/cancel"): USER,
+    ("POST", "/v1/generate"): USER,
+    ("POST", "/generate"): USER,
+    ("GET", "/v1/images/{image_id}"): USER,
+    ("GET", "/v1/adapters"): USER,
+    ("GET", "/v1/me"): USER,
+    ("DELETE", "/v1/me"): USER,
+    ("POST", "/v1/admin/users"): ADMIN,
+    ("GET", "/v1/admin/users"): ADMIN,
+    ("PATCH", "/v1/admin/users/{user_id}"): ADMIN,
+    ("POST", "/v1/admin/users/{user_id}/disable"): ADMIN,
+    ("POST", "/v1/admin/users/{user_id}/enable"): ADMIN,
+    ("POST", "/v1/admin/users/{user_id}/rotate"): ADMIN,
+}
+
+
+@SQLITE_ONLY
+def test_every_operation_is_classified_and_enforced(api) -> None:  # type: ignore[no-untyped-def]
+    operations = {
+        (method.upper(), path)
+        for path, item in api.client.get("/openapi.json").json()["paths"].items()
+        for method in item
+    }
+    assert operations == set(MATRIX), "classify new routes in MATRIX"
+    _, user = api.user("alice")
+    _, admin = api.user("root", role="admin")
+    for (method, template), need in sorted(MATRIX.items()):
+        path = re.sub(r"\{[^}]+\}", "00000000-0000-0000-0000-000000000000", template)
+        anon = api.client.request(method, path)
+        if (method, template) == ("DELETE", "/v1/me"):
+            assert anon.status_code == 401
+            continue  # with a key it erases the caller: covered by test_api_erasure
+        as_user = api.client.request(method, path, headers=user)
+        as_admin = api.client.request(method, path, headers=admin)
+        if need == PUBLIC:
+            assert anon.status_code not in (401, 403), (method, template)
+        else:
+            assert anon.status_code == 401, (method, template)
+        if need == ADMIN:
+            assert as_user.status_code == 403, (method, template)
+            assert as_admin.status_code not in (401, 403), (method, template)
+        if need == USER:
+            assert as_user.status_code not in (401, 403), (method, template)
