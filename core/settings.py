@@ -11,8 +11,10 @@ Celery broker on kombu's SQLAlchemy transport in ``<data_dir>/broker.sqlite``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from functools import cached_property
 from pathlib import Path
 
@@ -104,15 +106,23 @@ class Settings(BaseSettings):
             return self.api_key_pepper.get_secret_value().encode()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.data_dir / PEPPER_FILE
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_hex(32).encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-        return path.read_bytes().strip()
+        if not path.exists():
+            # Write a temp file completely, then link it into place: a concurrent reader (the API
+            # and the worker start together) sees either no file or the whole pepper.
+            fd, temp = tempfile.mkstemp(dir=self.data_dir, prefix=".pepper-")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_hex(32).encode())
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(temp, path)
+            finally:
+                os.unlink(temp)
+        pepper = path.read_bytes().strip()
+        if len(pepper) < 32:
+            raise ValueError(f"{path} holds no usable API-key pepper")
+        return pepper
 
 
 def settings_reference() -> list[tuple[str, str, str]]:

@@ -49,3 +49,12 @@ def test_every_setting_is_documented() -> None:
     rows = settings_reference()
     assert len(rows) == len(Settings.model_fields)
     assert all(name.startswith("MNEMO_") and description for name, _, description in rows)
+
+
+def test_concurrent_first_use_agrees_on_one_pepper(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        peppers = set(pool.map(lambda _: Settings(data_dir=tmp_path).pepper, range(32)))
+    assert len(peppers) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["api-key-pepper"]  # no temp files left
