@@ -62,9 +62,9 @@ def ensure_slot(unet: nn.Module, slot: str, *, config: EngineConfig) -> None:
 
 def _inject_vera(unet: nn.Module, slot: str, *, config: EngineConfig) -> None:
     """VeRA's projections are shared state of a peft tuner: keep one tuner per UNet."""
-    tuner = getattr(unet, "_mnemo_vera_tuner", None)
-    if tuner is None:
-        unet._mnemo_vera_tuner = VeraModel(unet, _peft_config(config), slot)
+    tuner = unet.__dict__.get("_mnemo_vera_tuner")
+    if tuner is None:  # kept out of the module tree: the tuner wraps the UNet itself
+        unet.__dict__["_mnemo_vera_tuner"] = VeraModel(unet, _peft_config(config), slot)
         return
     tuner.peft_config[slot] = _peft_config(config)
     tuner.inject_adapter(tuner.model, slot)

@@ -116,6 +116,10 @@ def user_adapters(backbone: Backbone, state: UserState) -> Iterator[None]:
 
 
 def _matching(config: EngineConfig, adapter: dict[str, torch.Tensor]) -> EngineConfig:
-    """The slot config that fits a stored adapter (its LoRA rank is read from the tensors)."""
-    a = next((v for k, v in adapter.items() if k.endswith("lora_A")), None)
-    return config.with_(lora_rank=a.shape[0]) if a is not None else config
+    """The slot config that fits a stored adapter (its rank is read from the tensors)."""
+    for key, value in adapter.items():
+        if key.endswith("lora_A"):
+            return config.with_(lora_rank=value.shape[0])
+        if key.endswith("vera_lambda_d"):
+            return config.with_(vera_rank=value.shape[0])
+    return config
