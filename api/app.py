@@ -7,7 +7,8 @@ reads the database; all ML runs in the worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,7 +46,12 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
         store=ArtifactStore(settings.data_dir),
         dispatch=dispatcher or outbox_dispatcher(session_factory=session_factory, settings=settings),
     )
-    app = FastAPI(title="Mnemo", version="1", description=DESCRIPTION)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        session_factory.kw["bind"].dispose()  # close pooled DB connections at shutdown
+
+    app = FastAPI(title="Mnemo", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     app.state.metrics = ApiMetrics(session_factory)
 
