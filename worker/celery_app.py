@@ -11,6 +11,7 @@ the same app only to *send* messages by task name (``worker.dispatch``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -18,6 +19,9 @@ from kombu import Exchange, Queue
 
 from core.db.models import GENERATE_TASK_NAME, TRAIN_TASK_NAME
 from core.settings import Settings, get_settings
+from worker.transport import install as install_sqla_transport
+
+install_sqla_transport()
 
 TRAIN_QUEUE = "mnemo.train"
 GENERATE_QUEUE = "mnemo.generate"
@@ -70,18 +74,29 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["result_backend_transport_options"] = dict(transport)
         config["visibility_timeout"] = VISIBILITY_TIMEOUT_S
     elif settings.broker_url.startswith("filesystem://"):
-        folder = settings.data_dir / "broker"
-        for sub in ("out", "processed"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+        folders = broker_folders(settings)
         config["broker_transport_options"] = {
-            "data_folder_in": str(folder / "out"),
-            "data_folder_out": str(folder / "out"),
-            "processed_folder": str(folder / "processed"),
+            "data_folder_in": str(folders[0]),
+            "data_folder_out": str(folders[0]),
+            "processed_folder": str(folders[1]),
             "store_processed": False,
         }
-    elif settings.broker_url.startswith("sqla+sqlite"):
-        (settings.data_dir).mkdir(parents=True, exist_ok=True)
     return config
+
+
+def broker_folders(settings: Settings) -> list[Path]:
+    """Local folders a server-less broker needs (the filesystem transport's message folders)."""
+    if settings.broker_url.startswith("filesystem://"):
+        return [settings.data_dir / "broker" / "out", settings.data_dir / "broker" / "processed"]
+    return []
+
+
+def prepare_broker(settings: Settings) -> None:
+    """Create what an embedded broker needs on disk (the data directory, message folders)."""
+    if settings.embedded_broker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for folder in broker_folders(settings):
+            folder.mkdir(parents=True, exist_ok=True)
 
 
 def create_celery_app(settings: Settings | None = None) -> Celery:

@@ -26,9 +26,11 @@ SEND_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "in
 
 @lru_cache(maxsize=8)
 def _app_for(broker_url: str, data_dir: str) -> Celery:
-    from worker.celery_app import create_celery_app
+    from worker.celery_app import create_celery_app, prepare_broker
 
-    return create_celery_app(Settings(broker_url=broker_url, data_dir=data_dir))
+    settings = Settings(broker_url=broker_url, data_dir=data_dir)
+    prepare_broker(settings)
+    return create_celery_app(settings)
 
 
 def celery_for(settings: Settings) -> Celery:

@@ -189,8 +189,10 @@ def _worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.concurrency))))
     if args.no_reconciler:
         os.environ["MNEMO_WORKER_RECONCILER"] = "0"
-    from worker.celery_app import app
+    from core.settings import get_settings
+    from worker.celery_app import app, prepare_broker
 
+    prepare_broker(get_settings())
     hostname = args.hostname or f"mnemo-{os.getpid()}@%h"
     argv = [
         "worker",
