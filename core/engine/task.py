@@ -216,15 +216,14 @@ class _TaskRun:
     ) -> torch.Tensor:
         b = self.config.batch_size
         x0 = torch.cat([self._pick(self.latents, b), self._pick(self.prior, b)])
-        noise, t = self._noise(x0)
-        x_t = self.backbone.scheduler.add_noise(x0, noise, t)
+        x_t, target, t = self._diffuse(x0)
         table = {**self.state.token_embeddings, self.token: token_row}
         cond = self._encode([INSTANCE_TEMPLATE.format(self.token)], table)
         hidden = torch.cat([cond.expand(b, -1, -1), prior_cond.expand(b, -1, -1)])
         with self._kv(adapter):
             eps_pred = self.unet(x_t, t, hidden).sample
-        loss = L.denoise_loss(eps_pred[:b], noise[:b])
-        loss = loss + self.config.prior_weight * L.denoise_loss(eps_pred[b:], noise[b:])
+        loss = L.denoise_loss(eps_pred[:b], target[:b])
+        loss = loss + self.config.prior_weight * L.denoise_loss(eps_pred[b:], target[b:])
         if self.spec.ewc != "none" and self.state.fisher is not None and self.state.anchor is not None:
             loss = loss + L.ewc_penalty(
                 adapter, anchor=self.state.anchor, fisher=self.state.fisher, weight=self.config.ewc_lambda
@@ -248,18 +247,17 @@ class _TaskRun:
 
         def step(_: int) -> float:
             x0 = self._pick(self.latents, b)
-            noise, t = self._noise(x0)
-            x_t = self.backbone.scheduler.add_noise(x0, noise, t)
+            x_t, target, t = self._diffuse(x0)
             j = int(torch.randint(self.n - 1, (1,), generator=self.rng))
             old_token = self.state.concepts[j].token
             cond = torch.cat([embeds["c0"], embeds[self.token], embeds[old_token]])
             write_slot(self.unet, "old", self.state.task_adapters[j])
-            new_lp, new_eps = self._teacher("teacher", x_t, t, cond, noise)
-            old_lp, old_eps = self._teacher("old", x_t, t, cond, noise)
+            new_lp, new_eps = self._teacher("teacher", x_t, t, cond, target)
+            old_lp, old_eps = self._teacher("old", x_t, t, cond, target)
             self._activate_trainable("student", student)
             eps_s = L.batched_eps(self.unet, x_t, t, cond)
             student_lp = L.dc_log_probs(
-                L.dc_errors(eps_s, noise, reduction=self.config.dc_reduction), tau=self.config.dc_tau
+                L.dc_errors(eps_s, target, reduction=self.config.dc_reduction), tau=self.config.dc_tau
             )
             loss = L.dsc_loss(
                 student_log_probs=student_lp,
@@ -293,8 +291,7 @@ class _TaskRun:
 
         def step(_: int) -> float:
             x0 = self._pick(self.latents, 1)
-            noise, t = self._noise(x0)
-            x_t = self.backbone.scheduler.add_noise(x0, noise, t)
+            x_t, target, t = self._diffuse(x0)
             if self.spec.ewc == "dc":
                 k_old = min(self.config.dc_k - 2, len(previous))
                 chosen = torch.randperm(len(previous), generator=self.rng)[:k_old].tolist()
@@ -304,11 +301,11 @@ class _TaskRun:
             cond = torch.cat([embeds[tok] for tok in tokens])
             with self._kv(params):
                 eps = L.batched_eps(self.unet, x_t, t, cond)
-            target = tokens.index(self.token)
-            objective = L.denoise_loss(eps[:, target], noise)
+            index = tokens.index(self.token)
+            objective = L.denoise_loss(eps[:, index], target)
             if self.spec.ewc == "dc":
                 log_probs = L.dc_log_probs(
-                    L.dc_errors(eps, noise, reduction=self.config.dc_reduction), tau=self.config.dc_tau
+                    L.dc_errors(eps, target, reduction=self.config.dc_reduction), tau=self.config.dc_tau
                 )
                 objective = L.ewc_dc_objective(
                     objective, log_probs, target=target, delta=self.config.ewc_delta
@@ -417,10 +414,10 @@ class _TaskRun:
         return kv_delta_applied(self.unet, deltas)
 
     @torch.no_grad()
-    def _teacher(self, slot: str, x_t, t, cond, noise) -> tuple[torch.Tensor, torch.Tensor]:
+    def _teacher(self, slot: str, x_t, t, cond, target) -> tuple[torch.Tensor, torch.Tensor]:
         activate(self.unet, [slot])
         eps = L.batched_eps(self.unet, x_t, t, cond)
-        errors = L.dc_errors(eps, noise, reduction=self.config.dc_reduction)
+        errors = L.dc_errors(eps, target, reduction=self.config.dc_reduction)
         return L.dc_log_probs(errors, tau=self.config.teacher_tau), eps
 
     @torch.no_grad()
@@ -438,12 +435,21 @@ class _TaskRun:
     def _pick(self, pool: torch.Tensor, count: int) -> torch.Tensor:
         return pool[torch.randint(pool.shape[0], (count,), generator=self.rng)]
 
-    def _noise(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shared (ε, t) for all conditions of one image; t ~ U[0, T)."""
+    def _diffuse(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x_t ~ q(x_t | x0) with t ~ U[0, T), and the model's regression target.
+
+        The target is ε for ε-prediction models (SD 1.x, SD 2.x-base, the toy) and the
+        velocity v for v-prediction ones (SD 2.x 768); (ε, t) are shared by all conditions.
+        """
+        scheduler = self.backbone.scheduler
         noise = torch.randn(x0.shape, generator=self.rng).to(x0.device)
-        steps = self.backbone.scheduler.config.num_train_timesteps
-        t = torch.randint(steps, (x0.shape[0],), generator=self.rng).to(x0.device)
-        return noise, t
+        t = torch.randint(scheduler.config.num_train_timesteps, (x0.shape[0],), generator=self.rng).to(
+            x0.device
+        )
+        x_t = scheduler.add_noise(x0, noise, t)
+        if scheduler.config.prediction_type == "v_prediction":
+            return x_t, scheduler.get_velocity(x0, noise, t), t
+        return x_t, noise, t
 
     def _fingerprint(self) -> str:
         key = {

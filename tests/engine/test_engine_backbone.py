@@ -1,0 +1,52 @@
+"""Backbones load offline from a diffusers folder or a cached hub id; the tokenizer is SD's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.engine.backbone import build_tiny_backbone, load_backbone
+from core.engine.errors import BackboneError
+from core.engine.tokenizer import build_clip_tokenizer
+
+
+def save_as_sd_folder(backbone, folder):
+    for name in ("unet", "vae", "text_encoder", "scheduler", "tokenizer"):
+        getattr(backbone, name).save_pretrained(folder / name)
+
+
+def test_clip_tokenizer_matches_sd_ids():
+    tokenizer = build_clip_tokenizer()
+    assert len(tokenizer) == 49408
+    assert tokenizer("a photo of a dog").input_ids == [49406, 320, 1125, 539, 320, 1929, 49407]
+
+
+def test_load_a_local_diffusers_folder(tmp_path):
+    original = build_tiny_backbone(seed=3)
+    save_as_sd_folder(original, tmp_path / "sd")
+    loaded = load_backbone(str(tmp_path / "sd"))
+    assert loaded.resolution == original.resolution == 16
+    for name, tensor in original.unet.state_dict().items():
+        assert torch.equal(tensor, loaded.unet.state_dict()[name]), name
+    assert loaded.tokenizer("a photo of a dog").input_ids == original.tokenizer("a photo of a dog").input_ids
+    assert not any(p.requires_grad for p in loaded.unet.parameters())
+
+
+def test_load_a_hub_id_from_the_local_cache_only(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--acme--tiny-sd" / "snapshots" / ("0" * 40)
+    save_as_sd_folder(build_tiny_backbone(seed=4), snapshot)
+    (cache / "models--acme--tiny-sd" / "refs").mkdir(parents=True)
+    (cache / "models--acme--tiny-sd" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    loaded = load_backbone("acme/tiny-sd")
+    assert loaded.name == "acme/tiny-sd" and loaded.latent_shape == (4, 8, 8)
+
+
+def test_a_missing_backbone_is_a_clear_error(tmp_path):
+    with pytest.raises(BackboneError, match="offline"):
+        load_backbone(str(tmp_path / "nowhere"))
