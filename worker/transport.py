@@ -3,7 +3,7 @@
 kombu's virtual transports poll for messages every ``polling_interval`` seconds (1 s by
 default): a generation that takes one second would wait up to another second to start. The
 stock SQLAlchemy channel passes *every* transport option to ``create_engine`` and so cannot
-take ``polling_interval``; this subclass removes it before, and polls every 0.1 s unless told
+take ``polling_interval``; this subclass removes it before, and polls every 0.05 s unless told
 otherwise. ``install()`` points kombu's ``sqla+`` / ``sqlalchemy+`` URL schemes at it (done by
 ``worker.celery_app`` in every process that uses the broker).
 """
@@ -16,7 +16,7 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport.sqlalchemy import Channel as SQLAlchemyChannel
 from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 
-POLLING_INTERVAL_S = 0.1
+POLLING_INTERVAL_S = 0.05
 ENGINE_EXCLUDED_OPTIONS = ("polling_interval",)
 
 
