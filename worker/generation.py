@@ -90,7 +90,13 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunRe
 
     final = isinstance(error, EngineError | ValueError)
     message = str(error)[:500] if final else f"internal error ({type(error).__name__}); the job is retried"
-    log.warning("generate job %s: attempt %d failed: %s", claim.job_id, claim.attempt, type(error).__name__)
+    log.warning(
+        "generate job %s: attempt %d failed: %s",
+        claim.job_id,
+        claim.attempt,
+        type(error).__name__,
+        exc_info=None if final else error,
+    )
     is_final = protocol.fail_job(
         runtime.session_factory,
         job_id=claim.job_id,

@@ -174,7 +174,14 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunRe
         return RunResult(Outcome.SKIPPED, "lease lost to another attempt")
     final = isinstance(error, _final_errors())
     message = _public_message(error)
-    log.warning("job %s: attempt %d failed: %s", claim.job_id, claim.attempt, type(error).__name__)
+    # The traceback names code, not data (messages carry ids only): it is what an operator needs.
+    log.warning(
+        "job %s: attempt %d failed: %s",
+        claim.job_id,
+        claim.attempt,
+        type(error).__name__,
+        exc_info=None if final else error,
+    )
     is_final = protocol.fail_job(
         runtime.session_factory,
         job_id=claim.job_id,

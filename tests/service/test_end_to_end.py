@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 FINAL = ("succeeded", "failed", "cancelled")
 CONCEPTS = ("red", "green", "blue")
-STEPS = "2"
+STEPS = "4"
 LIMITS = UploadLimits(max_bytes=10**7, max_files=20, min_files=1, max_pixels=10**7)
 
 
@@ -250,14 +250,14 @@ def test_worker_killed_mid_task_is_rerun_and_publishes_once(
         first = _upload(http, headers, name="first", images=noise_images(7, 2))
         _wait_final(service, http, headers, [first["job"]["id"]], timeout=180)
         second_images = noise_images(8, 2)
-        second = _upload(http, headers, name="second", images=second_images, steps="12")
+        second = _upload(http, headers, name="second", images=second_images, steps="100")
         job_id = second["job"]["id"]
         deadline = time.monotonic() + 180
         while True:
-            assert time.monotonic() < deadline, f"the task never reached training step 6:\n{service.logs()}"
+            assert time.monotonic() < deadline, f"the task never reached training step 8:\n{service.logs()}"
             job = http.get(f"/v1/jobs/{job_id}", headers=headers).json()
-            assert job["state"] in ("queued", "running"), job
-            if job["progress"]["phase"] == "train" and job["progress"]["step"] >= 6:
+            assert job["state"] in ("queued", "running"), f"finished before the kill: {job}"
+            if job["progress"]["phase"] == "train" and job["progress"]["step"] >= 8:
                 break
             time.sleep(0.2)
         processes.kill(worker)  # SIGKILL the worker's main process and its pool child
