@@ -86,3 +86,11 @@ def test_db_upgrade_and_user_commands(tmp_path: Path, database_url: str) -> None
     assert row.split()[1:4] == ["admin", "disabled", "1"]  # one active key: the rotated one
     assert key not in listing and new_key not in listing
     assert _mnemo("users", "rotate", "nobody", env=env).returncode == 2
+
+
+def test_every_setting_is_documented() -> None:
+    from core.settings import settings_reference
+
+    text = (Path(__file__).parents[2] / "docs" / "service.md").read_text()
+    missing = [name for name, _, _ in settings_reference() if f"`{name}`" not in text]
+    assert missing == []
