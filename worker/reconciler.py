@@ -1,4 +1,4 @@
-"""The reconciler: re-sends lost work and finishes interrupted deletions (no beat needed).
+"""The reconciler: re-sends lost work, finishes interrupted deletions, removes crash leftovers.
 
 ``reconcile_once`` is a plain function (tests, ``mnemo`` admin use); ``Reconciler`` runs it
 every few seconds in a daemon thread of the worker's main process — which never imports
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.jobs import ReconcileReport, reconcile
+from core.db.jobs import ReconcileReport, collect_orphans, reconcile
 from core.db.session import make_session_factory
 from core.settings import Settings
 from core.storage import ArtifactStore
@@ -29,6 +30,20 @@ def redispatch_after_seconds(settings: Settings) -> float:
 def interval_seconds(settings: Settings) -> float:
     """How often the reconciler runs: often enough to notice an expired lease quickly."""
     return float(min(max(settings.job_lease_seconds / 2, 1.0), 30.0))
+
+
+ORPHAN_AGE_SECONDS = 3600.0
+ORPHAN_SWEEP_EVERY_SECONDS = 600.0
+
+
+def collect_orphans_once(*, session_factory: sessionmaker[Session], settings: Settings) -> list[str]:
+    """Delete crash leftovers older than an hour (``core.db.jobs.collect_orphans``)."""
+    removed = collect_orphans(
+        session_factory, ArtifactStore(settings.data_dir), older_than_seconds=ORPHAN_AGE_SECONDS
+    )
+    if removed:
+        log.info("reconciler: removed %d orphaned files or folders", len(removed))
+    return removed
 
 
 def reconcile_once(
@@ -73,8 +88,12 @@ class Reconciler:
 
     def _run(self) -> None:
         self._session_factory = make_session_factory(self.settings.database_url)
+        last_sweep = float("-inf")
         while not self._stop.wait(self.interval):
             try:
                 reconcile_once(session_factory=self._session_factory, settings=self.settings)
+                if time.monotonic() - last_sweep >= ORPHAN_SWEEP_EVERY_SECONDS:
+                    last_sweep = time.monotonic()
+                    collect_orphans_once(session_factory=self._session_factory, settings=self.settings)
             except Exception as error:  # DB or broker down: try again next round
                 log.warning("reconciler pass failed: %s", type(error).__name__)

@@ -26,7 +26,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from core.db import jobs as protocol
-from core.db.models import Upload, new_id
+from core.db.models import Job, Upload, new_id
 from core.storage import StorageError
 from worker.monitor import JobMonitor
 from worker.runtime import CorruptVersionError, Runtime
@@ -128,7 +128,7 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
     except TaskCancelled:
         monitor.stop()
         if monitor.lease_lost:
-            return RunResult(Outcome.SKIPPED, "lease lost to another attempt")
+            return _lease_lost(runtime, job_id=job_id)
         if protocol.mark_cancelled(factory, job_id=job_id, fencing_token=claim.fencing_token):
             protocol.delete_raw_uploads(factory, store, job_id=job_id)
         return RunResult(Outcome.CANCELLED, "cancelled")
@@ -136,7 +136,7 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
         del images
     monitor.stop()
     if monitor.lease_lost:
-        return RunResult(Outcome.SKIPPED, "lease lost to another attempt")
+        return _lease_lost(runtime, job_id=job_id)
 
     new_state = result.state
     record = new_state.concepts[-1]
@@ -171,7 +171,7 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
 
 def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunResult:
     if isinstance(error, protocol.LeaseLostError):
-        return RunResult(Outcome.SKIPPED, "lease lost to another attempt")
+        return _lease_lost(runtime, job_id=claim.job_id)
     final = isinstance(error, _final_errors())
     message = _public_message(error)
     # The traceback names code, not data (messages carry ids only): it is what an operator needs.
@@ -193,6 +193,19 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunRe
         protocol.delete_raw_uploads(runtime.session_factory, runtime.store, job_id=claim.job_id)
         return RunResult(Outcome.FAILED, message)
     return RunResult(Outcome.RETRY, message)
+
+
+def _lease_lost(runtime: Runtime, *, job_id: str) -> RunResult:
+    """Another attempt owns the job, or the job is gone (its user erased the account): in the
+    latter case remove what this attempt wrote for it (checkpoints, staging)."""
+    with runtime.session_factory() as session:
+        exists = session.get(Job, job_id) is not None
+    if not exists:
+        store = runtime.store
+        store.delete(store.checkpoint_dir(job_id=job_id))
+        store.delete(store.staging_dir(job_id=job_id))
+        return RunResult(Outcome.SKIPPED, "the job was deleted")
+    return RunResult(Outcome.SKIPPED, "lease lost to another attempt")
 
 
 def _public_message(error: Exception) -> str:

@@ -642,3 +642,55 @@ def _repair(
         for job in stuck:
             session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
             report.redispatched.append(job.id)
+
+
+def collect_orphans(
+    session_factory: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    older_than_seconds: float,
+    now: datetime | None = None,
+) -> list[str]:
+    """Delete files no row will ever reference (crash leftovers); returns their relative paths.
+
+    * ``adapters/<user>/<version>`` without an ``adapter_versions`` row (a crash between the
+      rename and the publish commit, or a publish that lost its lease);
+    * ``staging/<job>`` and ``checkpoints/<job>`` of jobs that are final or gone;
+    * ``images/<file>`` without an ``images`` row (a generation that did not publish).
+
+    Only entries older than ``older_than_seconds`` (by mtime) are touched, so work in flight is safe.
+    """
+    now = now or utcnow()
+    cutoff = now.timestamp() - older_than_seconds
+
+    def old_entries(relative: str, depth: int) -> list[str]:
+        base = store.root / relative
+        if not base.is_dir():
+            return []
+        pattern = "/".join(["*"] * depth)
+        return [
+            path.relative_to(store.root).as_posix()
+            for path in base.glob(pattern)
+            if path.lstat().st_mtime < cutoff and not path.name.startswith(".tmp-")
+        ]
+
+    candidates = {
+        "adapters": old_entries("adapters", 2),
+        "staging": old_entries("staging", 1),
+        "checkpoints": old_entries("checkpoints", 1),
+        "images": old_entries("images", 1),
+    }
+    orphans: list[str] = []
+    with session_factory() as session:
+        versions = set(session.scalars(select(AdapterVersion.path)))
+        images = set(session.scalars(select(GeneratedImage.path)))
+        orphans += [p for p in candidates["adapters"] if p not in versions]
+        orphans += [p for p in candidates["images"] if p not in images]
+        for relative in candidates["staging"] + candidates["checkpoints"]:
+            job = session.get(Job, relative.rsplit("/", 1)[-1])
+            if job is None or job.is_final:
+                orphans.append(relative)
+    for relative in orphans:
+        with contextlib.suppress(StorageError):
+            store.delete(relative)
+    return orphans

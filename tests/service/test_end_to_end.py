@@ -240,7 +240,7 @@ def test_production_postgres_redis_two_users_three_concepts(
 
 
 @pytest.mark.parametrize("deployment", ["embedded_split", "production"])
-def test_worker_killed_mid_task_is_rerun_and_publishes_once(
+def test_worker_killed_mid_task_is_rerun_and_publishes_once_and_cancel_stops_a_task(
     deployment: str, request: pytest.FixtureRequest, noise_images: Callable[[int, int], list[bytes]]
 ) -> None:
     service: Service = request.getfixturevalue(deployment)
@@ -273,6 +273,21 @@ def test_worker_killed_mid_task_is_rerun_and_publishes_once(
         assert [v["concept_name"] for v in lineage] == ["first", "second"]
         assert lineage[1]["parent_id"] == lineage[0]["id"]
 
+        # Cancelling a running task stops it at a step boundary: nothing published, images gone.
+        third_images = noise_images(9, 2)
+        third = _upload(http, headers, name="third", images=third_images, steps="100")
+        cancel_id = third["job"]["id"]
+        deadline = time.monotonic() + 120
+        while http.get(f"/v1/jobs/{cancel_id}", headers=headers).json()["state"] != "running":
+            assert time.monotonic() < deadline, service.logs()
+            time.sleep(0.2)
+        assert http.post(f"/v1/jobs/{cancel_id}/cancel", headers=headers).status_code == 200
+        cancelled = _wait_final(service, http, headers, [cancel_id], timeout=120)[cancel_id]
+        assert cancelled["state"] == "cancelled", cancelled
+        concept = http.get(f"/v1/concepts/{third['concept']['id']}", headers=headers).json()
+        assert concept["status"] == "cancelled" and concept["images_deleted_at"]
+        assert len(http.get("/v1/adapters", headers=headers).json()["versions"]) == 2
+
     engine = create_engine(_database_url(service))
     try:
         with engine.connect() as connection:
@@ -284,5 +299,6 @@ def test_worker_killed_mid_task_is_rerun_and_publishes_once(
     finally:
         engine.dispose()
     assert (per_job, total, state) == (1, 2, "succeeded")
-    assert _residue(service, _secrets(second_images)) == []
+    assert _residue(service, _secrets(second_images) + _secrets(third_images)) == []
     assert not (service.data_dir / "checkpoints" / job_id).exists()
+    assert not (service.data_dir / "checkpoints" / cancel_id).exists()

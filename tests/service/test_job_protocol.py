@@ -178,3 +178,41 @@ def test_cancel_before_the_claim_makes_the_delivery_a_no_op(
     assert claim.outcome is protocol.ClaimOutcome.SKIP
     report = protocol.reconcile(session_factory, store, redispatch_after_seconds=0, now=utcnow())
     assert report.cleaned == [job_id] and not store.raw_upload_bytes_remain()
+
+
+def test_orphan_collection_removes_only_old_unreferenced_leftovers(
+    session_factory: sessionmaker[Session], store: ArtifactStore, new_user: Callable[..., tuple[str, str]]
+) -> None:
+    import os
+
+    alice, _ = new_user(session_factory, "alice")
+    done = _train_job(session_factory, store, user_id=alice, name="dog")
+    claim = protocol.claim_job(session_factory, job_id=done, worker_id="w", lease_seconds=LEASE)
+    published = _publication(store, user_id=alice, parent_id=None, task_index=1)
+    protocol.publish_training(
+        session_factory, job_id=done, fencing_token=claim.fencing_token, publication=published
+    )
+    running = _train_job(session_factory, store, user_id=alice, name="cat")
+    protocol.claim_job(session_factory, job_id=running, worker_id="w", lease_seconds=LEASE)
+
+    orphan_version = _publication(store, user_id=alice, parent_id=None, task_index=1).path  # never published
+    leftovers = {
+        orphan_version,
+        store.write_bytes(f"{store.staging_dir(job_id=done)}/adapter.safetensors", b"x").path.rsplit("/", 1)[
+            0
+        ],
+        store.write_bytes(f"{store.checkpoint_dir(job_id=done)}/task.ckpt", b"x").path.rsplit("/", 1)[0],
+        store.write_bytes(store.new_image_path(), b"png").path,
+    }
+    kept = {
+        published.path,
+        store.write_bytes(f"{store.checkpoint_dir(job_id=running)}/task.ckpt", b"x").path.rsplit("/", 1)[0],
+    }
+    for relative in leftovers | kept:
+        os.utime(store.resolve(relative), (0, 0))
+    fresh = store.write_bytes(store.new_image_path(), b"new").path  # young: may be in flight
+
+    removed = protocol.collect_orphans(session_factory, store, older_than_seconds=3600)
+    assert set(removed) == leftovers
+    assert not any(store.exists(p) for p in leftovers)
+    assert all(store.exists(p) for p in kept | {fresh})
