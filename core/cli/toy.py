@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = toy.add_parser(
         "train", help="train the toy backbone (VAE, then UNet + text encoder) from scratch"
     )
-    train.add_argument("--minutes", type=float, default=44.0, help="wall-clock budget of the whole run")
+    train.add_argument("--minutes", type=float, default=52.0, help="wall-clock budget of the whole run")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped weights/)")
     train.add_argument(

@@ -35,14 +35,14 @@ from core.engine.toy.architecture import TOY, ToyArchitecture
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    minutes: float = 44.0
+    minutes: float = 52.0
     threads: int = 1
-    vae_fraction: float = 0.2
+    vae_fraction: float = 0.27
     vae_steps: int = 2000
     vae_batch: int = 8
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
-    pool_size: int = 12288
+    pool_size: int = 4096
     unet_steps: int = 6000
     unet_batch: int = 16
     unet_lr: float = 5e-4
