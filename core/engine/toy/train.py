@@ -43,6 +43,7 @@ class TrainConfig:
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
     pool_size: int = 4096
+    scale_images: int = 512
     unet_steps: int = 6000
     unet_batch: int = 16
     unet_lr: float = 5e-4
@@ -331,7 +332,7 @@ def train(
     )
     total = config.minutes * 60
     vae = train_vae(config=config, log=log, seconds=total * config.vae_fraction)
-    scale = latent_scaling_factor(vae, seed=config.seed)
+    scale = latent_scaling_factor(vae, seed=config.seed, n=config.scale_images)
     vae.register_to_config(scaling_factor=scale)
     log.meta["scaling_factor"] = scale
     tokenizer = build_clip_tokenizer()
