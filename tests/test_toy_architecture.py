@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -53,3 +54,18 @@ def test_training_script_writes_a_loadable_pipeline_folder_and_a_loss_log(tmp_pa
     assert backbone.vae_scaling == summary["scaling_factor"]
     assert backbone.text_encoder.dtype == torch.float32  # stored in fp16, loaded as fp32
     assert len(backbone.tokenizer) == 49408
+
+
+def test_resume_continues_stage_two_and_keeps_the_vae_and_the_log(tmp_path):
+    first = TrainConfig(
+        minutes=5.0, vae_steps=2, vae_batch=2, pool_size=8, scale_images=16, unet_steps=2, unet_batch=2
+    )
+    train(config=first, out=tmp_path / "a")
+    vae_before = (tmp_path / "a" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    summary = train(config=replace(first, seed=1), out=tmp_path / "b", resume=tmp_path / "a")
+    assert summary["resumed_from"] == str(tmp_path / "a")
+    assert "vae_steps_done" not in summary and summary["unet_steps_done"] == 2
+    assert (tmp_path / "b" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == vae_before
+    log = json.loads((tmp_path / "b" / "training_log.json").read_text())
+    assert len(log["previous_runs"]) == 1 and log["previous_runs"][0]["vae_steps_done"] == 2
+    assert load_backbone(str(tmp_path / "b")).resolution == 64

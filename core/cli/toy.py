@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--what", choices=("all", "backbone", "classifier"), default="all", help="which networks to train"
     )
-    train.add_argument("--classifier-steps", type=int, default=1200)
+    train.add_argument("--classifier-steps", type=int, default=1500)
+    train.add_argument(
+        "--resume", type=Path, default=None, help="continue stage 2 (UNet + text encoder) of a trained folder"
+    )
     train.set_defaults(handler=_train)
 
     check = toy.add_parser("check", help="colour/shape accuracy on held-out prompts, seconds per image")
@@ -58,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(seed=args.seed, minutes=args.minutes, threads=args.threads)
         overrides = {"vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "pool_size": args.pool_size}
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        report["backbone"] = train(config=config, out=out)
+        report["backbone"] = train(config=config, out=out, resume=args.resume)
     if args.what in ("all", "classifier"):
         import torch
 

@@ -191,9 +191,17 @@ def _min_snr_weights(scheduler, timesteps, gamma: float):
 
 
 def train_denoiser(
-    *, vae, tokenizer, config: TrainConfig, log: _Log, seconds: float, out: Path, save: Callable[..., None]
+    *,
+    vae,
+    tokenizer,
+    config: TrainConfig,
+    log: _Log,
+    seconds: float,
+    out: Path,
+    save: Callable[..., None],
+    init: tuple[Any, Any] | None = None,
 ):
-    """Stage 2: UNet + text encoder from scratch on scaled VAE latents (DDPM loss, Eq. 1)."""
+    """Stage 2: UNet + text encoder on scaled VAE latents (DDPM loss, Eq. 1); from scratch or ``init``."""
     import copy
 
     import torch
@@ -202,6 +210,9 @@ def train_denoiser(
     torch.manual_seed(config.seed + 1)
     arch = config.architecture
     unet, text_encoder, scheduler = arch.build_unet(), arch.build_text_encoder(), arch.build_scheduler()
+    if init is not None:
+        unet.load_state_dict(init[0].state_dict())
+        text_encoder.load_state_dict({k: v.float() for k, v in init[1].state_dict().items()})
     scale = vae.config.scaling_factor
     means, stds, specs = encode_pool(vae, config=config)
     log.meta["pool_encode_seconds"] = round(time.monotonic() - log.meta["_t0"], 1)
@@ -310,9 +321,19 @@ def _diffusers_version() -> str:
 
 
 def train(
-    *, config: TrainConfig, out: Path, save_tokenizer: bool = True, text_fp16: bool = True
+    *,
+    config: TrainConfig,
+    out: Path,
+    save_tokenizer: bool = True,
+    text_fp16: bool = True,
+    resume: Path | None = None,
 ) -> dict[str, Any]:
-    """Run both stages and write the diffusers folder + ``training_log.{json,csv}`` into ``out``."""
+    """Run both stages and write the diffusers folder + ``training_log.{json,csv}`` into ``out``.
+
+    With ``resume`` (a folder this function wrote), stage 1 is skipped: its VAE is kept and
+    the UNet and text encoder continue from its weights for ``minutes`` (stage 2 only, with a
+    fresh schedule; use another ``seed`` for new data). Earlier logs are kept in the new log.
+    """
     import torch
 
     from core.engine.tokenizer import build_clip_tokenizer
@@ -331,9 +352,24 @@ def train(
         }
     )
     total = config.minutes * 60
-    vae = train_vae(config=config, log=log, seconds=total * config.vae_fraction)
-    scale = latent_scaling_factor(vae, seed=config.seed, n=config.scale_images)
-    vae.register_to_config(scaling_factor=scale)
+    init = None
+    if resume is not None:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        previous = json.loads((resume / "training_log.json").read_text())
+        log.meta["previous_runs"] = [*previous.pop("previous_runs", []), previous]
+        vae = AutoencoderKL.from_pretrained(resume, subfolder="vae", local_files_only=True).eval()
+        init = (
+            UNet2DConditionModel.from_pretrained(resume, subfolder="unet", local_files_only=True),
+            CLIPTextModel.from_pretrained(resume, subfolder="text_encoder", local_files_only=True),
+        )
+        log.meta["resumed_from"] = str(resume)
+        scale = float(vae.config.scaling_factor)
+    else:
+        vae = train_vae(config=config, log=log, seconds=total * config.vae_fraction)
+        scale = latent_scaling_factor(vae, seed=config.seed, n=config.scale_images)
+        vae.register_to_config(scaling_factor=scale)
     log.meta["scaling_factor"] = scale
     tokenizer = build_clip_tokenizer()
     log.meta["_t_stage2"] = time.monotonic() - 0.0
@@ -351,7 +387,7 @@ def train(
         )
 
     unet, text_encoder, _ = train_denoiser(
-        vae=vae, tokenizer=tokenizer, config=config, log=log, seconds=remaining, out=out, save=save
+        vae=vae, tokenizer=tokenizer, config=config, log=log, seconds=remaining, out=out, save=save, init=init
     )
     save(unet=unet, text_encoder=text_encoder)
     log.meta["total_seconds"] = round(time.monotonic() - t0, 1)
