@@ -230,6 +230,14 @@ def test_embedded_serve_two_users_three_concepts(
     embedded_serve: Service, noise_images: Callable[[int, int], list[bytes]]
 ) -> None:
     _two_users_three_concepts(embedded_serve, noise_images)
+    # The embedded broker deletes a message's row when it delivers it (the file does not grow).
+    broker = create_engine(f"sqlite:///{embedded_serve.data_dir / 'broker.sqlite'}")
+    try:
+        with broker.connect() as connection:
+            delivered = connection.exec_driver_sql("SELECT count(*) FROM kombu_message WHERE visible = 0")
+            assert delivered.scalar_one() == 0
+    finally:
+        broker.dispose()
 
 
 def test_production_postgres_redis_two_users_three_concepts(
