@@ -126,17 +126,13 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
             checkpoint_dir=checkpoint_dir,
         )
     except TaskCancelled:
-        monitor.stop()
-        if monitor.lease_lost:
-            return _lease_lost(runtime, job_id=job_id)
-        if protocol.mark_cancelled(factory, job_id=job_id, fencing_token=claim.fencing_token):
-            protocol.delete_raw_uploads(factory, store, job_id=job_id)
-        return RunResult(Outcome.CANCELLED, "cancelled")
+        return _stopped(runtime, claim=claim, monitor=monitor)
     finally:
         del images
-    monitor.stop()
-    if monitor.lease_lost:
-        return _lease_lost(runtime, job_id=job_id)
+    # The monitor keeps extending the lease until the publish below has committed; a cancel
+    # that arrived after the last step still wins over publishing.
+    if monitor.should_stop():
+        return _stopped(runtime, claim=claim, monitor=monitor)
 
     new_state = result.state
     record = new_state.concepts[-1]
@@ -164,9 +160,22 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
     except (protocol.LeaseLostError, protocol.LineageConflictError):
         store.delete(destination)  # never referenced by a row
         raise
+    finally:
+        monitor.stop()
     protocol.delete_raw_uploads(factory, store, job_id=job_id)
     log.info("job %s: published adapter version %s (task %d)", job_id, version_id, record.task_index)
     return RunResult(Outcome.SUCCEEDED, version_id)
+
+
+def _stopped(runtime: Runtime, *, claim: protocol.Claim, monitor: JobMonitor) -> RunResult:
+    """The attempt stopped early: the lease went to another attempt, or the user cancelled."""
+    monitor.stop()
+    if monitor.lease_lost:
+        return _lease_lost(runtime, job_id=claim.job_id)
+    factory = runtime.session_factory
+    if protocol.mark_cancelled(factory, job_id=claim.job_id, fencing_token=claim.fencing_token):
+        protocol.delete_raw_uploads(factory, runtime.store, job_id=claim.job_id)
+    return RunResult(Outcome.CANCELLED, "cancelled")
 
 
 def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunResult:
