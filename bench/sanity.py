@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -194,6 +195,7 @@ def _plot(fisher: dict[str, Any], accuracy: dict[str, Any] | None, path: Path) -
 
 
 def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/cl.py
     from bench.cl import bundled_concepts, default_preset, load_concept_folder
     from core.engine.backbone import load_backbone
     from core.engine.config import PRESETS
