@@ -308,7 +308,7 @@ class _TaskRun:
                     L.dc_errors(eps, target, reduction=self.config.dc_reduction), tau=self.config.dc_tau
                 )
                 objective = L.ewc_dc_objective(
-                    objective, log_probs, target=target, delta=self.config.ewc_delta
+                    objective, log_probs, target=index, delta=self.config.ewc_delta
                 )
             grads = torch.autograd.grad(objective, list(params.values()), allow_unused=True)
             for key, grad in zip(params, grads, strict=True):

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from core.engine.adapters import kv_modules
+from core.engine.backbone import build_tiny_backbone
 from core.engine.errors import (
     InvalidConceptError,
     InvalidImagesError,
@@ -179,7 +180,9 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(backbone, config, prior
         assert torch.equal(uninterrupted.fisher[key], resumed.fisher[key]), key
 
 
-def test_vera_adapter_option(backbone, config, prior_cache):
+def test_vera_adapter_option(config, prior_cache):
+    """VeRA is a per-deployment choice: its backbone never holds LoRA slots."""
+    backbone = build_tiny_backbone(seed=0)
     vera = config.with_(adapter_type="vera", vera_rank=8)
     state, _ = learn(backbone, vera, prior_cache, method="ewc_dc", count=2)
     assert state.adapter_type == "vera"
