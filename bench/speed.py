@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=12, help="iterations timed per phase")
     parser.add_argument("--ks", type=int, nargs="+", default=list(DEFAULT_KS))
     parser.add_argument("--tasks", type=int, nargs="+", default=list(DEFAULT_TASKS))
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are reported")
     parser.add_argument("--device", default="cpu")
 
 
@@ -43,9 +44,19 @@ def run(args: argparse.Namespace) -> int:
     )
     _task_seconds(backbone, config, method="dsc_ewc_dc", previous=1)  # warm-up (caches, allocator)
 
+    cases = [("k", k, "dsc_ewc_dc", max(k - 1, 1)) for k in args.ks]
+    cases += [("task", n, method, n - 1) for method in GROWTH_METHODS for n in args.tasks]
+    samples: dict[tuple, list[dict[str, float]]] = {case: [] for case in cases}
+    for _ in range(args.rounds):  # interleaved, so that load drifts hit every case alike
+        for case in cases:
+            kind, value, method, previous = case
+            case_config = config.with_(dc_k=value) if kind == "k" else config
+            samples[case].append(_task_seconds(backbone, case_config, method=method, previous=previous))
+    median = {case: _median(rows) for case, rows in samples.items()}
+
     by_k = {}
     for k in args.ks:
-        per_it = _task_seconds(backbone, config.with_(dc_k=k), method="dsc_ewc_dc", previous=max(k - 1, 1))
+        per_it = median[("k", k, "dsc_ewc_dc", max(k - 1, 1))]
         by_k[k] = {
             **per_it,
             "ewc_dc_over_train": per_it["fisher"] / per_it["train"],
@@ -53,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         }
     by_task = {}
     for method in GROWTH_METHODS:
-        times = {n: _task_seconds(backbone, config, method=method, previous=n - 1) for n in args.tasks}
+        times = {n: median[("task", n, method, n - 1)] for n in args.tasks}
         by_task[method] = {
             "seconds_per_iteration": {n: t["task"] for n, t in times.items()},
             "last_over_first": times[args.tasks[-1]]["task"] / times[args.tasks[0]]["task"],
@@ -63,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(backbone.device),
         "torch_threads": torch.get_num_threads(),
         "iterations_per_phase": args.steps,
+        "rounds": args.rounds,
         "dc_reduction": config.dc_reduction,
         "by_k": by_k,
         "by_task": by_task,
@@ -96,6 +108,12 @@ def _task_seconds(backbone, config, *, method: str, previous: int) -> dict[str, 
     phases = [p for p in ("train", "dsc", "fisher") if p in result.losses]
     per_it["task"] = sum(result.seconds[p] for p in phases) / len(result.losses["train"])
     return per_it
+
+
+def _median(rows: list[dict[str, float]]) -> dict[str, float]:
+    import statistics
+
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
 
 
 def _print_table(summary: dict) -> None:
