@@ -90,7 +90,10 @@ def _residue(service: Service, secrets: list[bytes]) -> list[str]:
     found = []
     for root in (service.data_dir, service.log_dir):
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # a transient file (an SQLite journal) went away meanwhile
+                continue
             if any(secret in data for secret in secrets):
                 found.append(str(path))
     url = _database_url(service)
