@@ -9,9 +9,11 @@ repeated generation for a user does not reload files.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from core.engine.state import UserState
 
 STATE_CACHE_SIZE = 16
+log = logging.getLogger(__name__)
 
 
 class CorruptVersionError(RuntimeError):
@@ -60,7 +63,16 @@ class Runtime:
         """The backbone, loaded once per process (first task), on ``settings.device``."""
         from core.engine.backbone import load_backbone
 
-        return load_backbone(self.settings.backbone, device=self.settings.device)
+        started = time.perf_counter()
+        backbone = load_backbone(self.settings.backbone, device=self.settings.device)
+        log.info(
+            "backbone %s loaded on %s in %.1f s (pid %d)",
+            backbone.name,
+            self.settings.device,
+            time.perf_counter() - started,
+            os.getpid(),
+        )
+        return backbone
 
     @cached_property
     def engine_config(self) -> EngineConfig:

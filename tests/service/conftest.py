@@ -153,10 +153,11 @@ def embedded_serve(tmp_path: Path) -> Iterator[Service]:
         service.wait_log("serve", "ready.", timeout=START_TIMEOUT, process=serve)
         yield service
     finally:
-        # serve stops its worker on SIGTERM; kill the whole tree anyway if it hangs.
+        # serve stops its worker on SIGTERM; anything left over is killed and reported.
         for process in service.children:
             processes.stop(process, timeout=20)
-        _kill_stray_workers(service)
+        strays = _kill_stray_workers(service)
+    assert strays == [], f"mnemo serve left worker processes behind: {strays}"
 
 
 @pytest.fixture
@@ -198,9 +199,10 @@ def _require_redis(url: str) -> None:
         pytest.fail(f"Redis is not reachable at {url}: {error}")
 
 
-def _kill_stray_workers(service: Service) -> None:
-    """Kill worker processes started by ``serve`` (own process group) if serve could not."""
+def _kill_stray_workers(service: Service) -> list[int]:
+    """Kill worker processes started by ``serve`` (own process group) if serve did not stop them."""
     marker = str(service.data_dir).encode()
+    killed = []
     for pid_dir in Path("/proc").iterdir():
         if not pid_dir.name.isdigit():
             continue
@@ -211,6 +213,8 @@ def _kill_stray_workers(service: Service) -> None:
             continue
         if b"core.cli.main\x00worker" in cmdline and b"MNEMO_DATA_DIR=" + marker + b"\x00" in environ:
             processes.kill_pid(int(pid_dir.name))
+            killed.append(int(pid_dir.name))
+    return killed
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -233,6 +234,11 @@ def test_embedded_serve_two_users_three_concepts(
     embedded_serve: Service, noise_images: Callable[[int, int], list[bytes]]
 ) -> None:
     _two_users_three_concepts(embedded_serve, noise_images)
+    # Each of the two pool processes loaded the backbone once, for all its tasks.
+    loads = re.findall(
+        r"backbone \S+ loaded on cpu .* \(pid (\d+)\)", (embedded_serve.log_dir / "serve.log").read_text()
+    )
+    assert 1 <= len(loads) <= 2 and len(set(loads)) == len(loads), loads
     # The embedded broker deletes a message's row when it delivers it (the file does not grow).
     broker = create_engine(f"sqlite:///{embedded_serve.data_dir / 'broker.sqlite'}")
     try:

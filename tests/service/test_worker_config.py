@@ -94,3 +94,19 @@ def test_every_setting_is_documented() -> None:
     text = (Path(__file__).parents[2] / "docs" / "service.md").read_text()
     missing = [name for name, _, _ in settings_reference() if f"`{name}`" not in text]
     assert missing == []
+
+
+def test_the_runtime_loads_the_backbone_once_per_process(tmp_path: Path) -> None:
+    from worker import runtime as runtime_module
+
+    settings = Settings(data_dir=tmp_path, backbone="tiny", engine_preset="tiny")
+    runtime_module.set_runtime(runtime_module.Runtime(settings=settings))
+    try:
+        first = runtime_module.get_runtime()
+        assert first is runtime_module.get_runtime()
+        assert first.backbone is first.backbone  # cached: one load per process
+        assert first.engine_config.train_steps > 0
+        empty = first.load_user_state([])
+        assert empty.tokens == []
+    finally:
+        runtime_module.set_runtime(None)
