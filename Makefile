@@ -21,6 +21,6 @@ serve: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest
 
 .PHONY: install demo serve test
