@@ -103,14 +103,20 @@ def ewc_penalty(params: Tensors, *, anchor: Tensors, fisher: Tensors, weight: fl
     return weight * total
 
 
-def c_lora_forget_loss(past: Sequence[Tensors], current: Tensors) -> torch.Tensor:
+def c_lora_occupancy(past: Sequence[Tensors]) -> dict[str, torch.Tensor]:
+    """|Σ_{n'<n} A_{n'}B_{n'}| per K/V layer: the spots earlier tasks occupy (constant within a task)."""
+    if not past:
+        return {}
+    return {
+        module: sum(lora_delta(state, module) for state in past).abs() for module in lora_modules(past[0])
+    }
+
+
+def c_lora_forget_loss(occupied: Mapping[str, torch.Tensor], current: Tensors) -> torch.Tensor:
     """Eq. 2 (C-LoRA): L_forget = || |Σ_{n'<n} A_{n'}B_{n'}| ⊙ A_n B_n ||²_F, over all K/V layers."""
     total = torch.zeros((), device=next(iter(current.values())).device)
-    if not past:
-        return total
-    for module in lora_modules(current):
-        occupied = sum(lora_delta(state, module) for state in past).abs()
-        total = total + ((occupied.to(current[f"{module}.lora_A"]) * lora_delta(current, module)) ** 2).sum()
+    for module, spots in occupied.items():
+        total = total + ((spots.to(current[f"{module}.lora_A"]) * lora_delta(current, module)) ** 2).sum()
     return total
 
 

@@ -191,12 +191,12 @@ class _TaskRun:
         optimizer = torch.optim.AdamW(groups, weight_decay=1e-2)
         params = {"__token__": token_row, **adapter}
         prior_cond = self._encode([self.backbone.prior_prompt], {})
-        past = list(self.state.task_adapters) if self.spec.c_lora_reg else []
+        occupied = L.c_lora_occupancy(self.state.task_adapters) if self.spec.c_lora_reg else {}
 
         def step(_: int) -> float:
             total = 0.0
             for _ in range(self.config.grad_accum):
-                loss = self._train_loss(token_row, adapter, prior_cond, past) / self.config.grad_accum
+                loss = self._train_loss(token_row, adapter, prior_cond, occupied) / self.config.grad_accum
                 loss.backward()
                 total += loss.item()
             torch.nn.utils.clip_grad_norm_(list(params.values()), MAX_GRAD_NORM)
@@ -212,7 +212,7 @@ class _TaskRun:
         token_row: torch.Tensor,
         adapter: dict[str, nn.Parameter],
         prior_cond: torch.Tensor,
-        past: list[AdapterState],
+        occupied: dict[str, torch.Tensor],
     ) -> torch.Tensor:
         b = self.config.batch_size
         x0 = torch.cat([self._pick(self.latents, b), self._pick(self.prior, b)])
@@ -228,8 +228,8 @@ class _TaskRun:
             loss = loss + L.ewc_penalty(
                 adapter, anchor=self.state.anchor, fisher=self.state.fisher, weight=self.config.ewc_lambda
             )
-        if past:
-            loss = loss + self.config.c_lora_lambda * L.c_lora_forget_loss(past, adapter)
+        if occupied:
+            loss = loss + self.config.c_lora_lambda * L.c_lora_forget_loss(occupied, adapter)
         return loss
 
     def _dsc(self) -> None:

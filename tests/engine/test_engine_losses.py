@@ -99,8 +99,10 @@ def test_c_lora_forget_loss_eq2_by_hand():
     }
     # past ΔW = B A = [[1, 0], [-1, 0]] -> |.| = [[1, 0], [1, 0]]; current ΔW = [[2, 1], [2, 1]]
     # |past| ⊙ current = [[2, 0], [2, 0]] -> squared Frobenius norm 8
-    assert L.c_lora_forget_loss(past, current).item() == pytest.approx(8.0)
-    assert L.c_lora_forget_loss([], current).item() == 0.0
+    occupied = L.c_lora_occupancy(past)
+    assert occupied["m"].tolist() == [[1.0, 0.0], [1.0, 0.0]]
+    assert L.c_lora_forget_loss(occupied, current).item() == pytest.approx(8.0)
+    assert L.c_lora_forget_loss(L.c_lora_occupancy([]), current).item() == 0.0
 
 
 def test_dsc_loss_eq6_by_hand():
