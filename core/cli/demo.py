@@ -31,7 +31,7 @@ POLL_SECONDS = 0.5
 SAMPLES_PER_PROMPT = 2
 GENERATE_STEPS = 25
 CELL = 128
-BAR_FORMAT = "{desc:<28} |{bar:30}| {n_fmt:>4}/{total_fmt:<4} {postfix}"
+BAR_FORMAT = "{desc:<28} |{bar:30}| {n_fmt:>4}/{total_fmt:<4}{postfix}"
 
 
 @dataclass
