@@ -32,7 +32,7 @@ from core.storage import manifest_sha256, sha256_file
 from core.uploads import UploadLimits, clean_image
 
 if TYPE_CHECKING:
-    from conftest import Service  # tests/service/conftest.py
+    from tests.service.conftest import Service
 
 pytestmark = pytest.mark.slow
 
