@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--resume", type=Path, default=None, help="continue stage 2 (UNet + text encoder) of a trained folder"
     )
+    train.add_argument("--reinit-text", action="store_true", help="with --resume: a fresh text encoder")
     train.set_defaults(handler=_train)
 
     check = toy.add_parser("check", help="colour/shape accuracy on held-out prompts, seconds per image")
@@ -61,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
         config = TrainConfig(seed=args.seed, minutes=args.minutes, threads=args.threads)
         overrides = {"vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "pool_size": args.pool_size}
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        report["backbone"] = train(config=config, out=out, resume=args.resume)
+        report["backbone"] = train(config=config, out=out, resume=args.resume, reinit_text=args.reinit_text)
     if args.what in ("all", "classifier"):
         import torch
 

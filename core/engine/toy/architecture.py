@@ -27,6 +27,12 @@ class ToyArchitecture:
     text_layers: int = 4
     text_heads: int = 4
     text_intermediate: int = 256
+    # CLIP initialises token rows with std 0.02, as small as the position embeddings: trained
+    # from scratch jointly with the UNet, the text encoder's output then barely depends on the
+    # caption (measured: std across captions 0.04 of the total after 1,200 steps, and the UNet's
+    # loss identical for right, wrong and empty captions). Larger token rows make the caption
+    # dominate the residual stream from step 0.
+    text_token_init_std: float = 0.3
     unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     unet_head_dim: int = 8
@@ -107,9 +113,13 @@ class ToyArchitecture:
         return AutoencoderKL(**self.vae_config())
 
     def build_text_encoder(self):
+        import torch
         from transformers import CLIPTextConfig, CLIPTextModel
 
-        return CLIPTextModel(CLIPTextConfig(**self.text_config()))
+        model = CLIPTextModel(CLIPTextConfig(**self.text_config()))
+        with torch.no_grad():
+            model.get_input_embeddings().weight.normal_(0.0, self.text_token_init_std)
+        return model
 
     def build_scheduler(self):
         from diffusers import DDPMScheduler

@@ -212,7 +212,8 @@ def train_denoiser(
     unet, text_encoder, scheduler = arch.build_unet(), arch.build_text_encoder(), arch.build_scheduler()
     if init is not None:
         unet.load_state_dict(init[0].state_dict())
-        text_encoder.load_state_dict({k: v.float() for k, v in init[1].state_dict().items()})
+        if init[1] is not None:
+            text_encoder.load_state_dict({k: v.float() for k, v in init[1].state_dict().items()})
     scale = vae.config.scaling_factor
     means, stds, specs = encode_pool(vae, config=config)
     log.meta["pool_encode_seconds"] = round(time.monotonic() - log.meta["_t0"], 1)
@@ -327,12 +328,14 @@ def train(
     save_tokenizer: bool = True,
     text_fp16: bool = True,
     resume: Path | None = None,
+    reinit_text: bool = False,
 ) -> dict[str, Any]:
     """Run both stages and write the diffusers folder + ``training_log.{json,csv}`` into ``out``.
 
     With ``resume`` (a folder this function wrote), stage 1 is skipped: its VAE is kept and
     the UNet and text encoder continue from its weights for ``minutes`` (stage 2 only, with a
     fresh schedule; use another ``seed`` for new data). Earlier logs are kept in the new log.
+    ``reinit_text`` starts a fresh text encoder instead of the resumed one.
     """
     import torch
 
@@ -362,9 +365,12 @@ def train(
         vae = AutoencoderKL.from_pretrained(resume, subfolder="vae", local_files_only=True).eval()
         init = (
             UNet2DConditionModel.from_pretrained(resume, subfolder="unet", local_files_only=True),
-            CLIPTextModel.from_pretrained(resume, subfolder="text_encoder", local_files_only=True),
+            None
+            if reinit_text
+            else CLIPTextModel.from_pretrained(resume, subfolder="text_encoder", local_files_only=True),
         )
         log.meta["resumed_from"] = str(resume)
+        log.meta["reinit_text"] = reinit_text
         scale = float(vae.config.scaling_factor)
     else:
         vae = train_vae(config=config, log=log, seconds=total * config.vae_fraction)
