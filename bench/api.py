@@ -199,15 +199,16 @@ async def _poll(
     base_url: str, headers: dict[str, str], *, job_id: str, clients: int, seconds: float, cap: int
 ) -> dict[str, Any]:
     latencies: list[float] = []
-    errors = 0
+    errors = started = 0
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30.0) as http:
 
         async def client() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at and len(latencies) + errors < cap:
+            nonlocal errors, started
+            while time.perf_counter() < stop_at and started < cap:
+                started += 1  # counted before the await: at most ``cap`` requests in all
                 begin = time.perf_counter()
                 try:
                     response = await http.get(f"/v1/jobs/{job_id}")
