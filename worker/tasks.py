@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from celery import Task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.db.models import GENERATE_TASK_NAME, TRAIN_TASK_NAME
 from worker.celery_app import app
@@ -32,7 +33,20 @@ def _after(runtime_outcome: str) -> str:
     return runtime_outcome
 
 
-@app.task(name=TRAIN_TASK_NAME, bind=True, max_retries=None, ignore_result=True)
+# The database briefly unreachable (restart, failover): deliver again with backoff instead of
+# dropping the message (the reconciler would re-send it too, later).
+DB_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_OPTIONS = {"retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True}
+
+
+@app.task(
+    name=TRAIN_TASK_NAME,
+    bind=True,
+    max_retries=None,
+    ignore_result=True,
+    autoretry_for=DB_UNAVAILABLE,
+    **RETRY_OPTIONS,
+)
 def train(self: Task, job_id: str) -> str:
     from worker.training import Outcome, run_train_job
 
@@ -44,7 +58,14 @@ def train(self: Task, job_id: str) -> str:
     return _after(result.outcome.value)
 
 
-@app.task(name=GENERATE_TASK_NAME, bind=True, ignore_result=True)
+@app.task(
+    name=GENERATE_TASK_NAME,
+    bind=True,
+    max_retries=20,
+    ignore_result=True,
+    autoretry_for=DB_UNAVAILABLE,
+    **RETRY_OPTIONS,
+)
 def generate(self: Task, job_id: str) -> str:
     from worker.generation import run_generate_job
 
