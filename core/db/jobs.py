@@ -167,7 +167,7 @@ def _refusal(session: Session, *, job: Job, now: datetime) -> Claim:
         return Claim(ClaimOutcome.SKIP, "another attempt holds a live lease", **base)
     if job.cancel_requested:
         _finish(session, job=job, state=JobState.CANCELLED, error="cancelled", now=now)
-        return Claim(ClaimOutcome.SKIP, "cancelled before it ran", finalized=True, **base)
+        return Claim(ClaimOutcome.SKIP, "cancelled", finalized=True, **base)
     if job.attempts >= job.max_attempts:
         _finish(
             session,
