@@ -1,4 +1,4 @@
-"""Worker lifecycle hooks: the reconciler thread in the main process.
+"""Worker lifecycle hooks: the reconciler thread in the main process, import warm-up in children.
 
 The reconciler starts when the worker is ready (after the pool children were forked) and
 stops at shutdown. ``MNEMO_WORKER_RECONCILER=0`` turns it off (for a second worker on the
@@ -7,11 +7,13 @@ same database: one reconciler is enough, more are harmless).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from core.settings import get_settings
 from worker.reconciler import Reconciler
@@ -40,3 +42,24 @@ def stop_reconciler(**_: Any) -> None:
     if _reconciler is not None:
         _reconciler.stop()
         _reconciler = None
+
+
+# Imported by a pool process as soon as it starts, in a background thread, so that its first
+# task does not wait for them (torch + diffusers take seconds to import). Importing does not
+# initialise CUDA; the backbone itself is still loaded by the first task that needs it.
+WARM_IMPORTS = ("torch", "diffusers", "transformers", "peft", "core.engine.task", "core.engine.generate")
+
+
+def _warm_imports() -> None:
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # the task's own import reports it properly
+            log.warning("warm-up import of %s failed: %s", name, type(error).__name__)
+            return
+
+
+@worker_process_init.connect
+def warm_up_child(**_: Any) -> None:
+    # A thread, not inline: Celery waits only a few seconds for a new pool process to start.
+    threading.Thread(target=_warm_imports, name="mnemo-warm-imports", daemon=True).start()

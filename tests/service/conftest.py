@@ -27,7 +27,7 @@ import pytest
 from core.cli import processes
 
 REDIS_URL = os.environ.get("MNEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-LEASE_SECONDS = 6
+LEASE_SECONDS = 5
 START_TIMEOUT = 90.0
 
 

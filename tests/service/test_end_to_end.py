@@ -264,10 +264,10 @@ def test_worker_killed_mid_task_is_rerun_and_publishes_once_and_cancel_stops_a_t
     worker = service.start_worker(concurrency=1)
     headers = service.create_user("carol")
     with service.client() as http:
-        first = _upload(http, headers, name="first", images=noise_images(7, 2))
+        first = _upload(http, headers, name="first", images=noise_images(7, 2), steps="2")
         _wait_final(service, http, headers, [first["job"]["id"]], timeout=180)
         second_images = noise_images(8, 2)
-        second = _upload(http, headers, name="second", images=second_images, steps="100")
+        second = _upload(http, headers, name="second", images=second_images, steps="40")
         job_id = second["job"]["id"]
         deadline = time.monotonic() + 180
         while True:
