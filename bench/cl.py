@@ -203,6 +203,7 @@ def run_sequence(
 
     from core.engine.generate import generate
     from core.engine.metrics import image_image_similarity, kid, mmd, n_param_store_pct, n_param_train_pct
+    from core.engine.metrics.features import standardize
     from core.engine.state import UserState
     from core.engine.task import run_task
 
@@ -248,7 +249,7 @@ def run_sequence(
                     seed=seed * 100_000 + j * 100 + offset,
                 )
             last_images.append(images[0])
-            feats = extractor(images)
+            feats = standardize(extractor(images))
             if j == i:
                 own_features[j] = feats
             to_real[i][j] = mmd(real_features[j], feats)
@@ -315,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     from core.engine.errors import EngineError
     from core.engine.methods import METHODS, get_method
     from core.engine.metrics import report
-    from core.engine.metrics.features import load_feature_extractor
+    from core.engine.metrics.features import load_feature_extractor, standardize
 
     wall_start = time.perf_counter()
     log = _logger()
@@ -351,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"bench/results/cl_{Path(args.backbone).name}")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
-    real_features = [extractor(c.images) for c in concepts]
+    real_features = [standardize(extractor(c.images)) for c in concepts]
     fingerprint = {
         "backbone": backbone.name,
         "config": config.to_dict(),
@@ -360,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         "gen_steps": args.gen_steps,
         "guidance": args.guidance,
         "features": extractor.name,
+        "feature_normalisation": "l2 x sqrt(d)",
         "dc_trials": args.dc_trials,
     }
     records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}

@@ -16,6 +16,7 @@ from core.engine.metrics import (
     kid,
     mean_over_seen,
     mmd,
+    mmd2_biased,
     mmd2_unbiased,
     n_param_store_pct,
     n_param_train_pct,
@@ -32,11 +33,22 @@ def test_polynomial_kernel_matches_hand_value():
     assert k.item() == pytest.approx(2.25)
 
 
-def test_mmd_quadratic_hand_computed():
+def test_mmd_unbiased_quadratic_hand_computed():
     # k(a,b) = (ab + 1)^2. Kxx off-diagonal: k(0,1) = 1 -> 1. Kyy: k(2,3) = 49 -> 49.
     # Kxy: 1, 1, 9, 16 -> mean 6.75. MMD^2_u = 1 + 49 - 2 * 6.75 = 36.5
-    assert mmd(X, Y) == pytest.approx(36.5)
-    assert mmd(Y, X) == pytest.approx(36.5)
+    assert mmd2_unbiased(X, Y, degree=2) == pytest.approx(36.5)
+    assert mmd2_unbiased(Y, X, degree=2) == pytest.approx(36.5)
+
+
+def test_paper_mmd_is_biased_quadratic_hand_computed():
+    # Kxx: k(0,0)=1, k(0,1)=1, k(1,1)=4 -> (1+1+1+4)/4 = 1.75
+    # Kyy: k(2,2)=25, k(2,3)=49, k(3,3)=100 -> (25+49+49+100)/4 = 55.75
+    # Kxy mean 6.75 -> 1.75 + 55.75 - 13.5 = 44
+    assert mmd(X, Y) == pytest.approx(44.0)
+    assert mmd2_biased(X, Y, degree=2) == pytest.approx(44.0)
+    # identical sets: exactly 0 (what gives textual inversion F_MMD = 0 in Table 1)
+    assert mmd(Y, Y) == 0.0
+    assert mmd2_unbiased(Y, Y, degree=2) < 0.0
 
 
 def test_mmd_cubic_hand_computed():
@@ -48,8 +60,9 @@ def test_mmd_is_near_zero_for_same_distribution_and_large_for_shifted():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(400, 8, generator=g)
     b = torch.randn(400, 8, generator=g)
-    assert abs(mmd(a, b)) < 0.02
-    assert mmd(a, b + 1.0) > 10 * abs(mmd(a, b))
+    assert abs(mmd2_unbiased(a, b, degree=2)) < 0.02
+    assert mmd2_unbiased(a, b + 1.0, degree=2) > 10 * abs(mmd2_unbiased(a, b, degree=2))
+    assert 0.0 < mmd(a, b) < mmd(a, b + 1.0)
 
 
 def test_mmd_rejects_bad_input():

@@ -12,6 +12,7 @@ from core.engine.metrics.features import (
     FeatureExtractor,
     RandomProxyFeatures,
     load_feature_extractor,
+    standardize,
 )
 
 
@@ -84,3 +85,11 @@ def test_random_proxy_is_seeded_and_labelled():
     assert a.shape == (4, 64) and torch.equal(a, b)
     with pytest.raises(ValueError, match="no images"):
         RandomProxyFeatures()([])
+
+
+def test_standardize_turns_the_kernel_argument_into_a_cosine():
+    x = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    z = standardize(x)
+    assert torch.allclose((z * z).sum(1), torch.full((2,), 2.0, dtype=torch.float64))
+    # x.y/d for the standardised rows = cos(x0, x1) = 4/5
+    assert (z[0] @ z[1] / 2).item() == pytest.approx(0.8)

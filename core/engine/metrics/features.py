@@ -135,6 +135,20 @@ class ToyClassifierFeatures:
         return torch.as_tensor(feats).detach().float().cpu()
 
 
+def standardize(features: torch.Tensor) -> torch.Tensor:
+    """L2-normalise each row and scale it by √D, so that x·y/D = cos(x, y).
+
+    The polynomial kernels of MMD and KID, (x·y/D + 1)^p, then become (cos(x, y) + 1)^p:
+    bounded and independent of an extractor's feature scale, so numbers from different
+    extractors (toy classifier, CLIP) are on the same footing. The benchmark applies it to
+    every extractor before any metric.
+    """
+    if features.ndim != 2:
+        raise ValueError(f"features must be [N, D], got shape {tuple(features.shape)}")
+    d = features.shape[1]
+    return torch.nn.functional.normalize(features.double(), dim=1) * d**0.5
+
+
 def load_feature_extractor(
     spec: str = "toy-classifier", *, device: str | torch.device = "cpu"
 ) -> FeatureExtractor:
