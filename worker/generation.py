@@ -61,7 +61,6 @@ def _generate_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: J
         guidance_scale=float(params.get("guidance_scale", 7.5)),
         seed=int(params.get("seed") or 0),
     )
-    monitor.progress("generate", steps, steps, None)
     stored = []
     for image in images:
         buffer = io.BytesIO()
