@@ -70,7 +70,7 @@ class JobMonitor:
         self.stop()
 
     def stop(self) -> None:
-        """Stop the thread after one last progress write (if any is pending and the lease is held)."""
+        """Stop the thread (what ends the attempt — publish, fail, cancel — writes the job's last state)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
@@ -107,5 +107,3 @@ class JobMonitor:
                 last_lease = time.monotonic()
             if self.lease_lost:
                 return
-        if self._dirty and not self.lease_lost:
-            self.beat()
