@@ -47,6 +47,7 @@ class Uploaded:
     user: str
     name: str
     job_id: str
+    concept_id: str
     secrets: list[bytes] = field(default_factory=list)  # uploaded bytes and their re-encoded PNGs
 
 
@@ -144,6 +145,15 @@ def _wait_final(
     return done
 
 
+def _wait_images_deleted(http: httpx.Client, headers: dict[str, str], *, concept_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while not http.get(f"/v1/concepts/{concept_id}", headers=headers).json()["images_deleted_at"]:
+        assert time.monotonic() < deadline, (
+            f"concept {concept_id}: raw images not deleted 30 s after its task"
+        )
+        time.sleep(0.1)
+
+
 def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -158,7 +168,9 @@ def _two_users_three_concepts(service: Service, noise_images: Callable[[int, int
                 images[-1] = _as_jpeg(images[-1])  # a JPEG too: its re-encoded PNG differs
                 body = _upload(http, headers, name=name, images=images)
                 assert body["job"]["state"] == "queued"
-                uploaded.append(Uploaded(who, name, body["job"]["id"], _secrets(images)))
+                uploaded.append(
+                    Uploaded(who, name, body["job"]["id"], body["concept"]["id"], _secrets(images))
+                )
 
         # Poll every job; as soon as one is final, nothing of its images may remain anywhere.
         jobs: dict[str, dict[str, Any]] = {}
@@ -172,6 +184,8 @@ def _two_users_three_concepts(service: Service, noise_images: Callable[[int, int
                 if job["state"] not in FINAL:
                     continue
                 assert job["state"] == "succeeded", f"{job}\n{service.logs()}"
+                # The deletion follows the publish commit at once; the concept says when it happened.
+                _wait_images_deleted(http, users[item.user], concept_id=item.concept_id)
                 assert _residue(service, item.secrets) == [], f"raw image bytes remain after {item.name}"
                 assert _upload_rows(service, item.job_id) == 0
                 jobs[item.job_id] = job
@@ -286,6 +300,7 @@ def test_worker_killed_mid_task_is_rerun_and_publishes_once_and_cancel_stops_a_t
         job = _wait_final(service, http, headers, [job_id], timeout=300)[job_id]
         assert job["state"] == "succeeded", f"{job}\n{service.logs()}"
         assert job["attempts"] == 2
+        _wait_images_deleted(http, headers, concept_id=second["concept"]["id"])
         lineage = http.get("/v1/adapters", headers=headers).json()["versions"]
         assert [v["concept_name"] for v in lineage] == ["first", "second"]
         assert lineage[1]["parent_id"] == lineage[0]["id"]
