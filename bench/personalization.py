@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         for label, images in (("real", concept.images), (base_prompt, base_images), (token, concept_images)):
             padded = list(images[:shown]) + [images[0].copy()] * max(0, shown - len(images))
             grid_images += padded[:shown]
-            grid_labels += [f"{name}: {label}"] * shown
+            grid_labels += [label if label != "real" else f"{name} (real)"] * shown
     grid_path = args.out / "personalization.png"
     sample_grid(grid_images, labels=grid_labels, columns=min(8, args.n_eval)).save(grid_path)
     summary = {

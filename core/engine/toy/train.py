@@ -216,7 +216,7 @@ def train_denoiser(
             text_encoder.load_state_dict({k: v.float() for k, v in init[1].state_dict().items()})
     scale = vae.config.scaling_factor
     means, stds, specs = encode_pool(vae, config=config)
-    log.meta["pool_encode_seconds"] = round(time.monotonic() - log.meta["_t0"], 1)
+    log.meta["pool_encode_seconds"] = round(time.monotonic() - log.meta["_t_stage2"], 1)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=config.unet_lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
@@ -405,4 +405,4 @@ def train(
     for key in ("_t0", "_t_stage2"):
         log.meta.pop(key, None)
     log.write()
-    return {k: v for k, v in log.meta.items() if k != "config"}
+    return {k: v for k, v in log.meta.items() if k not in ("config", "previous_runs")}
