@@ -1,0 +1,77 @@
+"""The shipped toy backbone: loads offline with ``from_pretrained``; the quick quality check.
+
+``mnemo toy check --quick`` on the committed weights: 4 held-out colour x shape prompts
+(never seen in training) x 2 images, 25 DDIM steps, scored by the toy classifier.
+
+The committed weights do NOT reach issue 3's targets yet (MODEL_CARD.md: colour and shape
+accuracy at chance level; the text conditioning is not learned). The target assertion is a
+strict xfail, so it runs in CI and turns red the day better weights pass it (then make it a
+plain assertion with the measured figures minus a margin).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from core.engine.backbone import load_backbone
+from core.engine.toy import WEIGHTS_DIR, dataset
+from core.engine.toy.check import run_check
+from core.engine.toy.classifier import FEATURE_DIM, evaluate_on_ground_truth, features, load_toy_classifier
+
+# Issue 3's targets (colour >= 90 %, shape >= 75 % at 25 steps), on the quick prompt set.
+TARGET_COLOUR = 0.9
+TARGET_SHAPE = 0.75
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_backbone("toy")
+
+
+def test_shipped_weights_are_small_safetensors_and_load_offline(toy):
+    files = [p for p in WEIGHTS_DIR.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 32 * 2**20
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    assert json.loads((WEIGHTS_DIR / "model_index.json").read_text())["unet"][1] == "UNet2DConditionModel"
+    assert toy.resolution == 64
+    assert toy.latent_shape == (4, 16, 16)
+    assert toy.prior_prompt == dataset.PRIOR_PROMPT
+    assert toy.text_encoder.dtype == torch.float32
+    assert toy.tokenizer("a photo of a dog").input_ids == [49406, 320, 1125, 539, 320, 1929, 49407]
+
+
+def test_classifier_reads_the_generator_ground_truth():
+    model = load_toy_classifier()
+    accuracy = evaluate_on_ground_truth(model, seed=12345, n=256)
+    assert accuracy["colour"] >= 0.95 and accuracy["shape"] >= 0.9
+    images = [dataset.sample(1, i)[0] for i in range(3)]
+    feats = features(images)
+    assert feats.shape == (3, FEATURE_DIM) and torch.isfinite(feats).all()
+    assert torch.equal(feats, model.features(images))
+
+
+@pytest.fixture(scope="module")
+def quick_summary(toy, tmp_path_factory):
+    grid = tmp_path_factory.mktemp("check") / "grid.png"
+    return run_check(quick=True, steps=25, grid_path=grid, backbone=toy)
+
+
+def test_quick_check_generates_scores_and_writes_a_grid(quick_summary):
+    held = quick_summary["held_out"]
+    assert held["images"] == 8
+    assert set(held["combos"]) == {"red star", "blue triangle", "purple square", "orange circle"}
+    assert 0.0 <= held["colour_accuracy"] <= 1.0 and 0.0 <= held["shape_accuracy"] <= 1.0
+    assert quick_summary["seconds_per_image"] > 0
+    with Image.open(quick_summary["grid"]) as grid:
+        assert grid.size[0] > 4 * 128
+
+
+@pytest.mark.xfail(strict=True, reason="shipped toy weights are below issue 3's targets (MODEL_CARD.md)")
+def test_quick_check_meets_the_quality_targets(quick_summary):
+    held = quick_summary["held_out"]
+    assert held["colour_accuracy"] >= TARGET_COLOUR, quick_summary
+    assert held["shape_accuracy"] >= TARGET_SHAPE, quick_summary
