@@ -58,16 +58,13 @@ def run(args: argparse.Namespace) -> int:
     data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="mnemo-bench-api-"))).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = processes.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNEMO_")}
-    env.update(
-        MNEMO_DATA_DIR=str(data_dir),
-        MNEMO_BACKBONE=backbone,
-        MNEMO_ENGINE_PRESET=preset,
-        MNEMO_HOST="127.0.0.1",
-        MNEMO_PORT=str(port),
+    env = processes.embedded_environment(
+        data_dir=data_dir,
+        backbone=backbone,
+        preset=preset,
+        port=port,
         MNEMO_GENERATE_MAX_STEPS=str(max(args.steps, 150)),
     )
-    os.environ.update({k: v for k, v in env.items() if k.startswith("MNEMO_")})
 
     from core.db.migrate import upgrade
     from core.db.session import make_session_factory, write_transaction

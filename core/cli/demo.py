@@ -60,15 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             return 2
     port = processes.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNEMO_")}
-    env.update(
-        MNEMO_DATA_DIR=str(data_dir),
-        MNEMO_BACKBONE=backbone,
-        MNEMO_ENGINE_PRESET=preset,
-        MNEMO_HOST="127.0.0.1",
-        MNEMO_PORT=str(port),
-    )
-    os.environ.update({k: v for k, v in env.items() if k.startswith("MNEMO_")})
+    env = processes.embedded_environment(data_dir=data_dir, backbone=backbone, preset=preset, port=port)
     print(f"mnemo demo: data in {data_dir}, backbone {backbone!r}, preset {preset!r}")
 
     from core.db.migrate import upgrade

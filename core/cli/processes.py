@@ -106,3 +106,23 @@ def kill_pid(pid: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def embedded_environment(
+    *, data_dir: Path, backbone: str, preset: str, port: int, **extra: str
+) -> dict[str, str]:
+    """The environment of an embedded ``mnemo serve`` on loopback; also exported to this process.
+
+    Every inherited ``MNEMO_*`` variable is dropped first, so the child sees only these settings.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNEMO_")}
+    env.update(
+        MNEMO_DATA_DIR=str(data_dir),
+        MNEMO_BACKBONE=backbone,
+        MNEMO_ENGINE_PRESET=preset,
+        MNEMO_HOST="127.0.0.1",
+        MNEMO_PORT=str(port),
+        **extra,
+    )
+    os.environ.update({k: v for k, v in env.items() if k.startswith("MNEMO_")})
+    return env

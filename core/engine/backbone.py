@@ -126,7 +126,7 @@ def load_backbone(spec: str = "toy", *, device: str | torch.device = "cpu") -> B
 
 
 def _load_folder(folder: Path, *, name: str, prior_prompt: str) -> Backbone:
-    source = str(folder) if folder.exists() else folder.as_posix()
+    source = folder.as_posix()  # a local folder, or a hub id resolved from the local cache only
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", local_files_only=True)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", local_files_only=True)
