@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", type=Path, default=None, help="continue stage 2 (UNet + text encoder) of a trained folder"
     )
     train.add_argument("--reinit-text", action="store_true", help="with --resume: a fresh text encoder")
+    train.add_argument(
+        "--vae-from", type=Path, default=None, help="reuse the VAE of a trained folder (stage 2 from scratch)"
+    )
+    train.add_argument("--unet-lr", type=float, default=None)
+    train.add_argument("--device", default="cpu", help="torch device of stage 2 (cpu, cuda)")
     train.set_defaults(handler=_train)
 
     check = toy.add_parser("check", help="colour/shape accuracy on held-out prompts, seconds per image")
@@ -59,10 +64,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.what in ("all", "backbone"):
         from core.engine.toy.train import TrainConfig, train
 
-        config = TrainConfig(seed=args.seed, minutes=args.minutes, threads=args.threads)
-        overrides = {"vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "pool_size": args.pool_size}
+        config = TrainConfig(seed=args.seed, minutes=args.minutes, threads=args.threads, device=args.device)
+        overrides = {
+            "vae_steps": args.vae_steps,
+            "unet_steps": args.unet_steps,
+            "pool_size": args.pool_size,
+            "unet_lr": args.unet_lr,
+        }
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        report["backbone"] = train(config=config, out=out, resume=args.resume, reinit_text=args.reinit_text)
+        report["backbone"] = train(
+            config=config, out=out, resume=args.resume, reinit_text=args.reinit_text, vae_from=args.vae_from
+        )
     if args.what in ("all", "classifier"):
         import torch
 

@@ -5,10 +5,13 @@ Two stages, as Stable Diffusion was built:
 1. **VAE** (``AutoencoderKL``, 64x64x3 -> 16x16x4): L1 + L2 reconstruction and a tiny KL
    term (weight ``kl_weight``); then the latent scaling factor is set to 1/std of the
    latents of held-aside data, as SD's 0.18215 was.
-2. **UNet + text encoder** from scratch on scaled latents with the DDPM epsilon objective
-   (paper Eq. 1, ``E ||eps - eps_theta(x_t, c, t)||^2``), Min-SNR-5 loss weighting, 10 %
-   empty captions for classifier-free guidance, and an EMA of the weights (the EMA is what
-   ships).
+2. **UNet + text encoder** from scratch on scaled latents with the DDPM objective of
+   paper Eq. 1 in its v-prediction form (``E ||v - v_theta(x_t, c, t)||^2``, as SD 2.x; the
+   epsilon form is ``architecture.prediction_type = "epsilon"``), 10 % empty captions for
+   classifier-free guidance, and an EMA of the weights (the EMA is what ships). Min-SNR
+   weighting is off by default: its weight on the x0 error is min(SNR, gamma), i.e. ~0.01 at
+   t = 900, exactly where the caption decides the image (the first toy ignored its captions).
+   ``CaptionProbe`` logs how much the caption matters while training.
 
 Every random draw comes from ``seed``. ``minutes`` is a wall-clock budget: the learning-rate
 schedule follows ``max(step / steps, elapsed / budget)`` so that a run that reaches the budget
@@ -47,11 +50,15 @@ class TrainConfig:
     unet_steps: int = 6000
     unet_batch: int = 16
     unet_lr: float = 5e-4
+    text_lr_scale: float = 1.0
     warmup_steps: int = 150
-    min_snr_gamma: float = 5.0
+    min_snr_gamma: float = 0.0  # 0: off (see the module docstring)
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     save_every_minutes: float = 8.0
+    device: str = "cpu"
+    snapshot_steps: tuple[int, ...] = ()
+    probe_every: int = 100
     architecture: ToyArchitecture = field(default_factory=lambda: TOY)
 
 
@@ -183,11 +190,57 @@ def tokenize(tokenizer, captions: list[str]):
     ).input_ids
 
 
-def _min_snr_weights(scheduler, timesteps, gamma: float):
-    """Min-SNR-gamma weights for epsilon prediction: min(SNR, gamma) / SNR (Hang et al. 2023)."""
+def min_snr_weights(scheduler, timesteps, gamma: float):
+    import torch
+
+    """Min-SNR-gamma weights (Hang et al. 2023): min(SNR, gamma) / SNR for epsilon, / (SNR + 1) for v."""
     alphas = scheduler.alphas_cumprod[timesteps]
     snr = alphas / (1.0 - alphas)
+    if not gamma:
+        return torch.ones_like(snr)
+    if scheduler.config.prediction_type == "v_prediction":
+        return snr.clamp(max=gamma) / (snr + 1.0)
     return snr.clamp(max=gamma) / snr
+
+
+class CaptionProbe:
+    """How much the caption matters: the loss with a wrong shape colour minus the loss with the right one.
+
+    A fixed batch of pool latents with fixed noise at t in [500, 1000), where the caption decides
+    the image; a gap near 0 means the UNet ignores the text (what sank the first toy).
+    """
+
+    def __init__(self, *, latents, specs, tokenizer, scheduler, seed: int, n: int = 32) -> None:
+        import torch
+
+        rng = random.Random(seed)
+        generator = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(specs), generator=generator)[:n]
+        self.latents = latents[pick]
+        picked = [specs[i] for i in pick.tolist()]
+        noise = torch.randn(self.latents.shape, generator=generator)
+        self.timesteps = torch.randint(500, 1000, (n,), generator=generator)
+        self.noisy = scheduler.add_noise(self.latents, noise, self.timesteps)
+        self.target = noise
+        if scheduler.config.prediction_type == "v_prediction":
+            self.target = scheduler.get_velocity(self.latents, noise, self.timesteps)
+        wrong = [rng.choice([c for c in dataset.COLOUR_NAMES if c != spec.colour]) for spec in picked]
+        self.right_ids = tokenize(tokenizer, [dataset.full_caption(x.colour, x.shape) for x in picked])
+        self.wrong_ids = tokenize(
+            tokenizer, [dataset.full_caption(c, x.shape) for c, x in zip(wrong, picked, strict=True)]
+        )
+
+    def gap(self, *, unet, text_encoder) -> float:
+        import torch
+
+        device = next(unet.parameters()).device
+        losses = []
+        with torch.no_grad():
+            for ids in (self.right_ids, self.wrong_ids):
+                hidden = text_encoder(ids.to(device)).last_hidden_state
+                pred = unet(self.noisy.to(device), self.timesteps.to(device), hidden).sample
+                losses.append((pred - self.target.to(device)).pow(2).mean().item())
+        return losses[1] - losses[0]
 
 
 def train_denoiser(
@@ -214,17 +267,26 @@ def train_denoiser(
         unet.load_state_dict(init[0].state_dict())
         if init[1] is not None:
             text_encoder.load_state_dict({k: v.float() for k, v in init[1].state_dict().items()})
+    device = torch.device(config.device)
+    unet, text_encoder = unet.to(device), text_encoder.to(device)
     scale = vae.config.scaling_factor
     means, stds, specs = encode_pool(vae, config=config)
     log.meta["pool_encode_seconds"] = round(time.monotonic() - log.meta["_t_stage2"], 1)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=config.unet_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    groups = [
+        {"params": list(unet.parameters()), "scale": 1.0},
+        {"params": list(text_encoder.parameters()), "scale": config.text_lr_scale},
+    ]
+    opt = torch.optim.AdamW(groups, lr=config.unet_lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     ema_params = list(ema_unet.parameters()) + list(ema_text.parameters())
     for p in ema_params:
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(config.seed + 2)
     rng = random.Random(config.seed + 3)
+    probe = CaptionProbe(
+        latents=means * scale, specs=specs, tokenizer=tokenizer, scheduler=scheduler, seed=config.seed + 4
+    )
     budget = _Budget(seconds - (time.monotonic() - log.meta["_t_stage2"]), config.unet_steps)
     next_save = config.save_every_minutes * 60
     bar = tqdm(total=config.unet_steps, desc="unet", dynamic_ncols=True)
@@ -232,7 +294,7 @@ def train_denoiser(
     while step < config.unet_steps and budget.progress(step) < 1.0:
         lr = config.unet_lr * _schedule(budget.progress(step), step=step, warmup=config.warmup_steps)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         index = torch.randint(0, len(specs), (config.unet_batch,), generator=generator)
         mean, std = means[index], stds[index]
         latents = (mean + std * torch.randn(mean.shape, generator=generator)) * scale
@@ -242,11 +304,18 @@ def train_denoiser(
         timesteps = torch.randint(
             0, scheduler.config.num_train_timesteps, (config.unet_batch,), generator=generator
         )
+        weights = min_snr_weights(scheduler, timesteps, config.min_snr_gamma)
         noisy = scheduler.add_noise(latents, noise, timesteps)
+        target = noise
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(latents, noise, timesteps)
+        noisy, target, timesteps, ids, weights = (
+            t.to(device) for t in (noisy, target, timesteps, ids, weights)
+        )
         hidden = text_encoder(ids).last_hidden_state
         pred = unet(noisy, timesteps, hidden).sample
-        per_sample = (pred - noise).pow(2).mean(dim=(1, 2, 3))
-        loss = (per_sample * _min_snr_weights(scheduler, timesteps, config.min_snr_gamma)).mean()
+        per_sample = (pred - target).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_sample * weights).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -256,6 +325,9 @@ def train_denoiser(
             torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         raw = per_sample.mean().item()
         running = raw if running is None else 0.98 * running + 0.02 * raw
+        if step % config.probe_every == 0:
+            log.add(stage="probe", step=step, caption_gap=probe.gap(unet=unet, text_encoder=text_encoder))
+            bar.write(f"step {step}: caption gap {log.rows[-1]['caption_gap']:.5f}")
         if step % 25 == 0:
             log.add(
                 stage="unet",
@@ -272,6 +344,8 @@ def train_denoiser(
             log.meta["unet_steps_done"] = step
             save(unet=ema_unet, text_encoder=ema_text)
             log.write()
+        if step + 1 in config.snapshot_steps:
+            save(unet=ema_unet, text_encoder=ema_text, folder=out / f"step_{step + 1}")
         bar.update(1)
         step += 1
     bar.close()
@@ -288,13 +362,13 @@ def save_pipeline_folder(
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(out / "unet", safe_serialization=True)
-    vae.save_pretrained(out / "vae", safe_serialization=True)
-    text = text_encoder
-    if text_fp16:
-        import copy
+    import copy
 
-        text = copy.deepcopy(text_encoder).to(torch.float16)
+    copy.deepcopy(unet).cpu().save_pretrained(out / "unet", safe_serialization=True)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    text = copy.deepcopy(text_encoder).cpu()
+    if text_fp16:
+        text = text.to(torch.float16)
     text.save_pretrained(out / "text_encoder", safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out / "tokenizer")
@@ -329,13 +403,15 @@ def train(
     text_fp16: bool = True,
     resume: Path | None = None,
     reinit_text: bool = False,
+    vae_from: Path | None = None,
 ) -> dict[str, Any]:
     """Run both stages and write the diffusers folder + ``training_log.{json,csv}`` into ``out``.
 
     With ``resume`` (a folder this function wrote), stage 1 is skipped: its VAE is kept and
     the UNet and text encoder continue from its weights for ``minutes`` (stage 2 only, with a
     fresh schedule; use another ``seed`` for new data). Earlier logs are kept in the new log.
-    ``reinit_text`` starts a fresh text encoder instead of the resumed one.
+    ``reinit_text`` starts a fresh text encoder instead of the resumed one. ``vae_from`` (a
+    folder this function wrote) skips stage 1 only: its VAE is kept, stage 2 starts from scratch.
     """
     import torch
 
@@ -372,6 +448,12 @@ def train(
         log.meta["resumed_from"] = str(resume)
         log.meta["reinit_text"] = reinit_text
         scale = float(vae.config.scaling_factor)
+    elif vae_from is not None:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(vae_from, subfolder="vae", local_files_only=True).eval()
+        log.meta["vae_from"] = str(vae_from)
+        scale = float(vae.config.scaling_factor)
     else:
         vae = train_vae(config=config, log=log, seconds=total * config.vae_fraction)
         scale = latent_scaling_factor(vae, seed=config.seed, n=config.scale_images)
@@ -381,9 +463,9 @@ def train(
     log.meta["_t_stage2"] = time.monotonic() - 0.0
     remaining = total - (time.monotonic() - t0)
 
-    def save(*, unet, text_encoder) -> None:
+    def save(*, unet, text_encoder, folder: Path = out) -> None:
         save_pipeline_folder(
-            out,
+            folder,
             unet=unet,
             vae=vae,
             text_encoder=text_encoder,
