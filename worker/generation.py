@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import io
-import logging
 
 from core.db import jobs as protocol
 from worker.monitor import JobMonitor
+from worker.outcomes import Outcome, RunResult, record_failure
 from worker.runtime import Runtime
-from worker.training import Outcome, RunResult
-
-log = logging.getLogger(__name__)
 
 
 def run_generate_job(runtime: Runtime, *, job_id: str) -> RunResult:
@@ -89,18 +86,7 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunRe
 
     final = isinstance(error, EngineError | ValueError)
     message = str(error)[:500] if final else f"internal error ({type(error).__name__}); the job is retried"
-    log.warning(
-        "generate job %s: attempt %d failed: %s",
-        claim.job_id,
-        claim.attempt,
-        type(error).__name__,
-        exc_info=None if final else error,
-    )
-    is_final = protocol.fail_job(
-        runtime.session_factory,
-        job_id=claim.job_id,
-        fencing_token=claim.fencing_token,
-        error=message,
-        final=final,
+    is_final = record_failure(
+        runtime.session_factory, kind="generate", claim=claim, error=error, final=final, message=message
     )
     return RunResult(Outcome.FAILED if is_final else Outcome.RETRY, message)

@@ -48,7 +48,8 @@ RETRY_OPTIONS = {"retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": Tr
     **RETRY_OPTIONS,
 )
 def train(self: Task, job_id: str) -> str:
-    from worker.training import Outcome, run_train_job
+    from worker.outcomes import Outcome
+    from worker.training import run_train_job
 
     result = run_train_job(get_runtime(), job_id=str(job_id))
     if result.outcome is Outcome.WAIT:

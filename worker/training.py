@@ -16,10 +16,8 @@ The steps (DESIGN.md §6, research/reliability.md §1.4):
 
 from __future__ import annotations
 
-import enum
 import io
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -29,24 +27,10 @@ from core.db import jobs as protocol
 from core.db.models import Job, Upload, new_id
 from core.storage import StorageError
 from worker.monitor import JobMonitor
+from worker.outcomes import Outcome, RunResult, record_failure
 from worker.runtime import CorruptVersionError, Runtime
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # final
-    RETRY = "retry"  # this attempt failed; the job is queued again
-    CANCELLED = "cancelled"
-    WAIT = "wait"  # an earlier task of the user runs: deliver again later
-    SKIPPED = "skipped"  # duplicate / late / final / lease lost
-
-
-@dataclass(frozen=True)
-class RunResult:
-    outcome: Outcome
-    detail: str = ""
 
 
 def _final_errors() -> tuple[type[BaseException], ...]:
@@ -183,20 +167,8 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunRe
         return _lease_lost(runtime, job_id=claim.job_id)
     final = isinstance(error, _final_errors())
     message = _public_message(error)
-    # The traceback names code, not data (messages carry ids only): it is what an operator needs.
-    log.warning(
-        "job %s: attempt %d failed: %s",
-        claim.job_id,
-        claim.attempt,
-        type(error).__name__,
-        exc_info=None if final else error,
-    )
-    is_final = protocol.fail_job(
-        runtime.session_factory,
-        job_id=claim.job_id,
-        fencing_token=claim.fencing_token,
-        error=message,
-        final=final,
+    is_final = record_failure(
+        runtime.session_factory, kind="train", claim=claim, error=error, final=final, message=message
     )
     if is_final:
         protocol.delete_raw_uploads(runtime.session_factory, runtime.store, job_id=claim.job_id)
