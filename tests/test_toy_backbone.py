@@ -19,7 +19,7 @@ from PIL import Image
 
 from core.engine.backbone import load_backbone
 from core.engine.toy import WEIGHTS_DIR, dataset
-from core.engine.toy.check import run_check
+from core.engine.toy.check import CAPTION_BANDS, caption_losses, run_check
 from core.engine.toy.classifier import FEATURE_DIM, evaluate_on_ground_truth, features, load_toy_classifier
 
 # Issue 3's targets (colour >= 90 %, shape >= 75 % at 25 steps), on the quick prompt set.
@@ -75,3 +75,22 @@ def test_quick_check_meets_the_quality_targets(quick_summary):
     held = quick_summary["held_out"]
     assert held["colour_accuracy"] >= TARGET_COLOUR, quick_summary
     assert held["shape_accuracy"] >= TARGET_SHAPE, quick_summary
+
+
+def test_caption_losses_compare_captions_on_shared_noise(toy):
+    """The diagnostic behind MODEL_CARD.md's "text ignored": equal columns iff the text cannot matter."""
+    import dataclasses
+
+    bands = [f"{low}-{high}" for low, high in CAPTION_BANDS]
+    losses = caption_losses(backbone=toy, n=8)
+    assert list(losses) == bands
+    assert all(set(row) == {"right", "wrong_colour", "wrong_shape", "empty"} for row in losses.values())
+    assert all(0.0 < value < 10.0 for row in losses.values() for value in row.values())
+
+    class Deaf(torch.nn.Module):  # one hidden state whatever the caption
+        def forward(self, ids):
+            return type("Out", (), {"last_hidden_state": torch.zeros(ids.shape[0], 77, 64)})()
+
+    deaf = caption_losses(backbone=dataclasses.replace(toy, text_encoder=Deaf()), n=8)
+    assert all(len(set(row.values())) == 1 for row in deaf.values())
+    assert any(len(set(row.values())) > 1 for row in losses.values())

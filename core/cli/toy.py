@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vae-from", type=Path, default=None, help="reuse the VAE of a trained folder (stage 2 from scratch)"
     )
     train.add_argument("--unet-lr", type=float, default=None)
+    train.add_argument("--min-snr-gamma", type=float, default=None, help="0: off (the default)")
+    train.add_argument("--prediction-type", choices=("v_prediction", "epsilon"), default=None)
     train.add_argument("--device", default="cpu", help="torch device of stage 2 (cpu, cuda)")
     train.set_defaults(handler=_train)
 
@@ -51,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--grid", type=Path, default=Path("toy_check.png"), help="sample grid PNG to write")
     check.add_argument("--threads", type=int, default=None)
     check.add_argument("--json", action="store_true", help="print the figures as JSON")
+    check.add_argument(
+        "--caption-losses",
+        action="store_true",
+        help="also the UNet's loss with right / wrong / empty captions per timestep band",
+    )
+    check.add_argument("--backbone", default="toy", help="toy or a folder written by mnemo toy train")
     check.set_defaults(handler=_check)
 
 
@@ -70,8 +78,12 @@ def _train(args: argparse.Namespace) -> int:
             "unet_steps": args.unet_steps,
             "pool_size": args.pool_size,
             "unet_lr": args.unet_lr,
+            "min_snr_gamma": args.min_snr_gamma,
         }
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        if args.prediction_type:
+            architecture = replace(config.architecture, prediction_type=args.prediction_type)
+            config = replace(config, architecture=architecture)
         report["backbone"] = train(
             config=config, out=out, resume=args.resume, reinit_text=args.reinit_text, vae_from=args.vae_from
         )
@@ -90,10 +102,12 @@ def _train(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import torch
 
-    from core.engine.toy.check import run_check
+    from core.engine.backbone import load_backbone
+    from core.engine.toy.check import caption_losses, run_check
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    backbone = load_backbone(args.backbone)
     summary = run_check(
         steps=args.steps,
         guidance_scale=args.guidance_scale,
@@ -101,7 +115,10 @@ def _check(args: argparse.Namespace) -> int:
         per_combo=args.per_combo,
         grid_path=args.grid,
         seed=args.seed,
+        backbone=backbone,
     )
+    if args.caption_losses:
+        summary["caption_losses"] = caption_losses(backbone=backbone, seed=args.seed)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -114,5 +131,7 @@ def _check(args: argparse.Namespace) -> int:
                 )
         print(f"seconds per 64x64 image at {args.steps} steps: {summary['seconds_per_image']:.3f}")
         print(f"grid: {summary.get('grid')}")
+        for band, losses in summary.get("caption_losses", {}).items():
+            print(f"loss at t in {band}: " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     sys.stdout.flush()
     return 0
