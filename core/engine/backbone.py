@@ -8,6 +8,7 @@ Nothing here downloads: hub ids resolve only from a local cache.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,17 @@ class Backbone:
     @property
     def vae_scaling(self) -> float:
         return float(self.vae.config.scaling_factor)
+
+
+def weights_digest(backbone: Backbone) -> str:
+    """sha256 (16 hex) of every UNet, text-encoder and VAE tensor: names a backbone's weights
+    in caches and benchmark records, whatever folder or code they came from."""
+    digest = hashlib.sha256()
+    for part in (backbone.unet, backbone.text_encoder, backbone.vae):
+        for name, tensor in sorted(part.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def sd_scheduler() -> DDPMScheduler:

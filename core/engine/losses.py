@@ -18,6 +18,14 @@ from core.engine.config import DcReduction
 Tensors = Mapping[str, torch.Tensor]
 
 
+def regression_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet regresses in Eq. 1: ε for ε-prediction backbones (SD 1.x, SD 2.x-base), the
+    velocity v = α_t ε − σ_t x0 for v-prediction ones (SD 2.x 768, the toy since its v-recipe)."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    return noise
+
+
 def denoise_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Eq. 1: E ||ε − ε_θ(x_t, c, t)||², as the per-element mean (diffusers' convention)."""
     return F.mse_loss(eps_pred.float(), eps.float(), reduction="mean")

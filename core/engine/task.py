@@ -446,10 +446,7 @@ class _TaskRun:
         t = torch.randint(scheduler.config.num_train_timesteps, (x0.shape[0],), generator=self.rng).to(
             x0.device
         )
-        x_t = scheduler.add_noise(x0, noise, t)
-        if scheduler.config.prediction_type == "v_prediction":
-            return x_t, scheduler.get_velocity(x0, noise, t), t
-        return x_t, noise, t
+        return scheduler.add_noise(x0, noise, t), L.regression_target(scheduler, x0, noise, t), t
 
     def _fingerprint(self) -> str:
         key = {

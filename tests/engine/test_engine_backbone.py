@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.engine.backbone import build_tiny_backbone, load_backbone
+from core.engine.backbone import build_tiny_backbone, load_backbone, weights_digest
 from core.engine.errors import BackboneError
 from core.engine.tokenizer import build_clip_tokenizer
 
@@ -50,3 +50,12 @@ def test_load_a_hub_id_from_the_local_cache_only(tmp_path, monkeypatch):
 def test_a_missing_backbone_is_a_clear_error(tmp_path):
     with pytest.raises(BackboneError, match="offline"):
         load_backbone(str(tmp_path / "nowhere"))
+
+
+def test_weights_digest_names_the_weights_not_the_object():
+    first, again = build_tiny_backbone(seed=0), build_tiny_backbone(seed=0)
+    assert weights_digest(first) == weights_digest(again)
+    assert weights_digest(build_tiny_backbone(seed=1)) != weights_digest(first)
+    with torch.no_grad():
+        next(again.unet.parameters()).view(-1)[0] += 1e-3
+    assert weights_digest(again) != weights_digest(first)

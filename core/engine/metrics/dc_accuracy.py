@@ -31,7 +31,7 @@ def dc_predictions(
 ) -> torch.Tensor:
     """Index of the lowest mean DC error among ``prompts`` for each latent [B, C, H, W] -> [B]."""
     from core.engine.generate import user_adapters
-    from core.engine.losses import batched_eps, dc_errors
+    from core.engine.losses import batched_eps, dc_errors, regression_target
     from core.engine.tokens import encode_prompts
 
     if trials < 1:
@@ -47,7 +47,8 @@ def dc_predictions(
             eps = torch.randn(latents.shape, generator=generator).to(latents.device)
             x_t = scheduler.add_noise(latents, eps, t)
             eps_pred = batched_eps(backbone.unet, x_t, t, cond)
-            total += dc_errors(eps_pred, eps, reduction=reduction).double().cpu()  # type: ignore[arg-type]
+            target = regression_target(scheduler, latents, eps, t)
+            total += dc_errors(eps_pred, target, reduction=reduction).double().cpu()  # type: ignore[arg-type]
     return total.argmin(dim=1)
 
 

@@ -151,6 +151,7 @@ def caption_losses(*, backbone, seed: int = 0, n: int = 128) -> dict[str, dict[s
     """
     import torch
 
+    from core.engine.losses import regression_target
     from core.engine.toy.train import tokenize
 
     rng = random.Random(seed)
@@ -182,9 +183,7 @@ def caption_losses(*, backbone, seed: int = 0, n: int = 128) -> dict[str, dict[s
             noise = torch.randn(latents.shape, generator=generator)
             t = torch.randint(low, high, (n,), generator=generator)
             noisy = scheduler.add_noise(latents, noise, t)
-            target = noise
-            if scheduler.config.prediction_type == "v_prediction":
-                target = scheduler.get_velocity(latents, noise, t)
+            target = regression_target(scheduler, latents, noise, t)
             noisy, target, t = noisy.to(device), target.to(device), t.to(device)
             result[f"{low}-{high}"] = {
                 name: round((backbone.unet(noisy, t, states).sample - target).pow(2).mean().item(), 5)

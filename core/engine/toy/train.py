@@ -213,6 +213,8 @@ class CaptionProbe:
     def __init__(self, *, latents, specs, tokenizer, scheduler, seed: int, n: int = 32) -> None:
         import torch
 
+        from core.engine.losses import regression_target
+
         rng = random.Random(seed)
         generator = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(specs), generator=generator)[:n]
@@ -221,9 +223,7 @@ class CaptionProbe:
         noise = torch.randn(self.latents.shape, generator=generator)
         self.timesteps = torch.randint(500, 1000, (n,), generator=generator)
         self.noisy = scheduler.add_noise(self.latents, noise, self.timesteps)
-        self.target = noise
-        if scheduler.config.prediction_type == "v_prediction":
-            self.target = scheduler.get_velocity(self.latents, noise, self.timesteps)
+        self.target = regression_target(scheduler, self.latents, noise, self.timesteps)
         wrong = [rng.choice([c for c in dataset.COLOUR_NAMES if c != spec.colour]) for spec in picked]
         self.right_ids = tokenize(tokenizer, [dataset.full_caption(x.colour, x.shape) for x in picked])
         self.wrong_ids = tokenize(
@@ -259,6 +259,8 @@ def train_denoiser(
 
     import torch
     from tqdm import tqdm
+
+    from core.engine.losses import regression_target
 
     torch.manual_seed(config.seed + 1)
     arch = config.architecture
@@ -306,9 +308,7 @@ def train_denoiser(
         )
         weights = min_snr_weights(scheduler, timesteps, config.min_snr_gamma)
         noisy = scheduler.add_noise(latents, noise, timesteps)
-        target = noise
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(latents, noise, timesteps)
+        target = regression_target(scheduler, latents, noise, timesteps)
         noisy, target, timesteps, ids, weights = (
             t.to(device) for t in (noisy, target, timesteps, ids, weights)
         )
