@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
         store=ArtifactStore(settings.data_dir),
         dispatch=dispatcher or outbox_dispatcher(session_factory=session_factory, settings=settings),
     )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield

@@ -13,7 +13,8 @@ from transformers import CLIPTextModel
 from core.engine.backbone import load_backbone
 from core.engine.toy import dataset
 from core.engine.toy.architecture import TOY
-from core.engine.toy.train import CaptionProbe, TrainConfig, min_snr_weights, train
+from core.engine.toy.caption_probe import CaptionProbe
+from core.engine.toy.train import TrainConfig, min_snr_weights, train
 
 
 def test_components_are_the_stable_diffusion_classes():

@@ -19,7 +19,8 @@ from PIL import Image
 
 from core.engine.backbone import load_backbone
 from core.engine.toy import WEIGHTS_DIR, dataset
-from core.engine.toy.check import CAPTION_BANDS, caption_losses, run_check
+from core.engine.toy.caption_probe import CAPTION_BANDS, caption_losses
+from core.engine.toy.check import run_check
 from core.engine.toy.classifier import FEATURE_DIM, evaluate_on_ground_truth, features, load_toy_classifier
 
 # Issue 3's targets (colour >= 90 %, shape >= 75 % at 25 steps), on the quick prompt set.

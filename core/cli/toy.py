@@ -103,7 +103,8 @@ def _check(args: argparse.Namespace) -> int:
     import torch
 
     from core.engine.backbone import load_backbone
-    from core.engine.toy.check import caption_losses, run_check
+    from core.engine.toy.caption_probe import caption_losses
+    from core.engine.toy.check import run_check
 
     if args.threads:
         torch.set_num_threads(args.threads)

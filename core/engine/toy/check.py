@@ -141,57 +141,6 @@ def run_check(
     return summary
 
 
-CAPTION_BANDS = ((0, 200), (200, 500), (500, 800), (800, 1000))
-
-
-def caption_losses(*, backbone, seed: int = 0, n: int = 128) -> dict[str, dict[str, float]]:
-    """Does the UNet read its caption? The training loss (Eq. 1, the backbone's target) on ``n``
-    fresh generator images with the right caption, a wrong shape colour, a wrong shape and the
-    empty caption, per timestep band, on shared noise. Equal columns mean the text is ignored.
-    """
-    import torch
-
-    from core.engine.losses import regression_target
-    from core.engine.toy.train import tokenize
-
-    rng = random.Random(seed)
-    generator = torch.Generator().manual_seed(seed)
-    images, _, specs = dataset.batch(seed + 20_000, 0, n)
-    device = backbone.device
-    captions = {
-        "right": [dataset.full_caption(s.colour, s.shape) for s in specs],
-        "wrong_colour": [
-            dataset.full_caption(rng.choice([c for c in dataset.COLOUR_NAMES if c != s.colour]), s.shape)
-            for s in specs
-        ],
-        "wrong_shape": [
-            dataset.full_caption(s.colour, rng.choice([x for x in dataset.SHAPES if x != s.shape]))
-            for s in specs
-        ],
-        "empty": [""] * n,
-    }
-    scheduler = backbone.scheduler
-    result: dict[str, dict[str, float]] = {}
-    with torch.no_grad():
-        latents = backbone.vae.encode(torch.from_numpy(images).to(device)).latent_dist.mean.cpu()
-        latents = latents * backbone.vae_scaling
-        hidden = {
-            name: backbone.text_encoder(tokenize(backbone.tokenizer, texts).to(device)).last_hidden_state
-            for name, texts in captions.items()
-        }
-        for low, high in CAPTION_BANDS:
-            noise = torch.randn(latents.shape, generator=generator)
-            t = torch.randint(low, high, (n,), generator=generator)
-            noisy = scheduler.add_noise(latents, noise, t)
-            target = regression_target(scheduler, latents, noise, t)
-            noisy, target, t = noisy.to(device), target.to(device), t.to(device)
-            result[f"{low}-{high}"] = {
-                name: round((backbone.unet(noisy, t, states).sample - target).pow(2).mean().item(), 5)
-                for name, states in hidden.items()
-            }
-    return result
-
-
 def sample_grid(
     images: list[Image.Image],
     *,

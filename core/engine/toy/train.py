@@ -203,46 +203,6 @@ def min_snr_weights(scheduler, timesteps, gamma: float):
     return snr.clamp(max=gamma) / snr
 
 
-class CaptionProbe:
-    """How much the caption matters: the loss with a wrong shape colour minus the loss with the right one.
-
-    A fixed batch of pool latents with fixed noise at t in [500, 1000), where the caption decides
-    the image; a gap near 0 means the UNet ignores the text (what sank the first toy).
-    """
-
-    def __init__(self, *, latents, specs, tokenizer, scheduler, seed: int, n: int = 32) -> None:
-        import torch
-
-        from core.engine.losses import regression_target
-
-        rng = random.Random(seed)
-        generator = torch.Generator().manual_seed(seed)
-        pick = torch.randperm(len(specs), generator=generator)[:n]
-        self.latents = latents[pick]
-        picked = [specs[i] for i in pick.tolist()]
-        noise = torch.randn(self.latents.shape, generator=generator)
-        self.timesteps = torch.randint(500, 1000, (n,), generator=generator)
-        self.noisy = scheduler.add_noise(self.latents, noise, self.timesteps)
-        self.target = regression_target(scheduler, self.latents, noise, self.timesteps)
-        wrong = [rng.choice([c for c in dataset.COLOUR_NAMES if c != spec.colour]) for spec in picked]
-        self.right_ids = tokenize(tokenizer, [dataset.full_caption(x.colour, x.shape) for x in picked])
-        self.wrong_ids = tokenize(
-            tokenizer, [dataset.full_caption(c, x.shape) for c, x in zip(wrong, picked, strict=True)]
-        )
-
-    def gap(self, *, unet, text_encoder) -> float:
-        import torch
-
-        device = next(unet.parameters()).device
-        losses = []
-        with torch.no_grad():
-            for ids in (self.right_ids, self.wrong_ids):
-                hidden = text_encoder(ids.to(device)).last_hidden_state
-                pred = unet(self.noisy.to(device), self.timesteps.to(device), hidden).sample
-                losses.append((pred - self.target.to(device)).pow(2).mean().item())
-        return losses[1] - losses[0]
-
-
 def train_denoiser(
     *,
     vae,
@@ -286,6 +246,8 @@ def train_denoiser(
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(config.seed + 2)
     rng = random.Random(config.seed + 3)
+    from core.engine.toy.caption_probe import CaptionProbe
+
     probe = CaptionProbe(
         latents=means * scale, specs=specs, tokenizer=tokenizer, scheduler=scheduler, seed=config.seed + 4
     )
