@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,14 +24,15 @@ from worker.runtime import Runtime
 from worker.training import run_train_job
 
 
-def _runtime(tmp_path: Path, database_url: str) -> Runtime:
+@pytest.fixture
+def runtime(tmp_path: Path, database_url: str) -> Runtime:
+    """A worker's resources on the test database (SQLite, then PostgreSQL) with the tiny backbone."""
     return Runtime(make_settings(data_dir=tmp_path / "data", database_url=database_url, backbone="tiny"))
 
 
 def test_undecodable_upload_is_retried_then_fails_and_its_bytes_are_deleted(
-    tmp_path: Path, database_url: str, new_user: Callable[..., tuple[str, str]]
+    runtime: Runtime, new_user: Callable[..., tuple[str, str]]
 ) -> None:
-    runtime = _runtime(tmp_path, database_url)
     factory: sessionmaker[Session] = runtime.session_factory
     user_id, _ = new_user(factory, "alice")
     store = runtime.store
@@ -64,9 +66,8 @@ def test_undecodable_upload_is_retried_then_fails_and_its_bytes_are_deleted(
 
 
 def test_unknown_token_fails_a_generate_job_at_once_with_the_users_tokens(
-    tmp_path: Path, database_url: str, new_user: Callable[..., tuple[str, str]]
+    runtime: Runtime, new_user: Callable[..., tuple[str, str]]
 ) -> None:
-    runtime = _runtime(tmp_path, database_url)
     factory: sessionmaker[Session] = runtime.session_factory
     user_id, _ = new_user(factory, "bob")
     request = GenerateRequest(
