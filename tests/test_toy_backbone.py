@@ -3,10 +3,11 @@
 ``mnemo toy check --quick`` on the committed weights: 4 held-out colour x shape prompts
 (never seen in training) x 2 images, 25 DDIM steps, scored by the toy classifier.
 
-The committed weights do NOT reach issue 3's targets yet (MODEL_CARD.md: colour and shape
-accuracy at chance level; the text conditioning is not learned). The target assertion is a
-strict xfail, so it runs in CI and turns red the day better weights pass it (then make it a
-plain assertion with the measured figures minus a margin).
+The committed weights follow the colour words of a prompt but not yet the shape words
+(MODEL_CARD.md: held-out colour 83 %, shape 8 % on the full check). What they reach is pinned
+with a margin (colour well above chance; the wrong colour word costs loss at high noise); issue
+3's targets are a strict xfail, so they run in CI and turn red the day better weights pass them
+(then make that a plain assertion with the measured figures minus a margin).
 """
 
 from __future__ import annotations
@@ -67,11 +68,18 @@ def test_quick_check_generates_scores_and_writes_a_grid(quick_summary):
     assert set(held["combos"]) == {"red star", "blue triangle", "purple square", "orange circle"}
     assert 0.0 <= held["colour_accuracy"] <= 1.0 and 0.0 <= held["shape_accuracy"] <= 1.0
     assert quick_summary["seconds_per_image"] > 0
+    # The VAE is not what limits the check: the judge reads its reconstructions (measured 100 % / 99 %).
+    assert quick_summary["vae_ceiling"]["colour"] >= 0.95 and quick_summary["vae_ceiling"]["shape"] >= 0.9
     with Image.open(quick_summary["grid"]) as grid:
         assert grid.size[0] > 4 * 128
 
 
-@pytest.mark.xfail(strict=True, reason="shipped toy weights are below issue 3's targets (MODEL_CARD.md)")
+def test_quick_check_follows_the_colour_word(quick_summary):
+    """Chance is 1/8; the text-deaf weights shipped before scored 0/8 here, the current ones 5/8."""
+    assert quick_summary["held_out"]["colour_accuracy"] >= 0.5, quick_summary
+
+
+@pytest.mark.xfail(strict=True, reason="shipped toy weights miss issue 3's shape target (MODEL_CARD.md)")
 def test_quick_check_meets_the_quality_targets(quick_summary):
     held = quick_summary["held_out"]
     assert held["colour_accuracy"] >= TARGET_COLOUR, quick_summary
@@ -95,3 +103,5 @@ def test_caption_losses_compare_captions_on_shared_noise(toy):
     deaf = caption_losses(backbone=dataclasses.replace(toy, text_encoder=Deaf()), n=8)
     assert all(len(set(row.values())) == 1 for row in deaf.values())
     assert any(len(set(row.values())) > 1 for row in losses.values())
+    high_noise = losses["800-1000"]
+    assert high_noise["wrong_colour"] > 1.05 * high_noise["right"], losses  # the colour word is used

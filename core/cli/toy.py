@@ -131,6 +131,8 @@ def _check(args: argparse.Namespace) -> int:
                     f"({part['images']} images)"
                 )
         print(f"seconds per 64x64 image at {args.steps} steps: {summary['seconds_per_image']:.3f}")
+        ceiling = summary["vae_ceiling"]
+        print(f"judge on VAE reconstructions: colour {ceiling['colour']:.1%}  shape {ceiling['shape']:.1%}")
         print(f"grid: {summary.get('grid')}")
         for band, losses in summary.get("caption_losses", {}).items():
             print(f"loss at t in {band}: " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))

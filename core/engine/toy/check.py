@@ -138,7 +138,25 @@ def run_check(
         ]
         sample_grid(images, labels=labels, ok=verdicts, columns=per_combo * 2).save(grid_path)
         summary["grid"] = str(grid_path)
+    summary["vae_ceiling"] = vae_ceiling(backbone=backbone)
     return summary
+
+
+def vae_ceiling(*, backbone, n: int = 128, seed: int = 54_321) -> dict[str, float]:
+    """The judge's accuracy on VAE reconstructions (posterior mean) of fresh generator images.
+
+    Generation decodes through the same VAE, so this is the most the check can score: if it is
+    high, a low check figure is the UNet's (or the text's) doing, not the autoencoder's.
+    """
+    import torch
+
+    from core.engine.toy.classifier import evaluate_on_ground_truth, load_toy_classifier
+
+    def reconstruct(x: torch.Tensor) -> torch.Tensor:
+        return backbone.vae.decode(backbone.vae.encode(x).latent_dist.mean).sample.clamp(-1.0, 1.0)
+
+    accuracy = evaluate_on_ground_truth(load_toy_classifier(), seed=seed, n=n, through=reconstruct)
+    return {key: round(value, 4) for key, value in accuracy.items()}
 
 
 def sample_grid(

@@ -10,7 +10,7 @@ toy domain, honest about being nothing like CLIP.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -149,11 +149,18 @@ def train_classifier(
     }
 
 
-def evaluate_on_ground_truth(model: ToyClassifier, *, seed: int, n: int = 1024) -> dict[str, float]:
-    """Accuracy on ``n`` fresh generator images (no augmentation)."""
+def evaluate_on_ground_truth(
+    model: ToyClassifier,
+    *,
+    seed: int,
+    n: int = 1024,
+    through: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Accuracy on ``n`` fresh generator images (no augmentation), first passed ``through`` a map if given."""
     images, _, specs = dataset.batch(seed, 0, n, combos=ALL_COMBOS)
     with torch.no_grad():
-        logits = model(torch.from_numpy(images))
+        x = torch.from_numpy(images)
+        logits = model(through(x) if through is not None else x)
 
     def acc(key: str, attr: str) -> float:
         truth = torch.tensor([getattr(s, attr) for s in specs])
