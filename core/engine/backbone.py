@@ -53,10 +53,20 @@ class Backbone:
 
 def weights_digest(backbone: Backbone) -> str:
     """sha256 (16 hex) of every UNet, text-encoder and VAE tensor: names a backbone's weights
-    in caches and benchmark records, whatever folder or code they came from."""
+    in caches and benchmark records, whatever folder or code they came from.
+
+    Only the base weights count: injected adapter tensors (peft's ``lora_*``) are left out and
+    peft's ``base_layer`` wrapping is unwrapped, so a worker that has run a task names the same
+    base model as a fresh one.
+    """
     digest = hashlib.sha256()
     for part in (backbone.unet, backbone.text_encoder, backbone.vae):
-        for name, tensor in sorted(part.state_dict().items()):
+        state = {
+            name.replace(".base_layer.", "."): tensor
+            for name, tensor in part.state_dict().items()
+            if ".lora_" not in name
+        }
+        for name, tensor in sorted(state.items()):
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -1,7 +1,9 @@
 """The shared prior concept c0: images generated once per backbone from its prompt, cached.
 
 The prior set is not private (the base model made it), is shared by all users, and
-is kept as latents: ``<cache>/<backbone>/<hash of prompt, count, steps>.safetensors``.
+is kept as latents: ``<cache>/<backbone>/<hash of weights, prompt, count, steps>.safetensors``.
+The base weights' digest is part of the key, so retrained or swapped weights under the same
+backbone name never reuse another model's prior images.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.engine.adapters import activate
-from core.engine.backbone import Backbone
+from core.engine.backbone import Backbone, weights_digest
 from core.engine.config import EngineConfig
 from core.engine.generate import sample_latents
 from core.engine.state import UserState
@@ -24,9 +26,17 @@ BATCH = 8
 
 def prior_latents(backbone: Backbone, *, config: EngineConfig, cache_dir: Path | None) -> torch.Tensor:
     """``config.prior_images`` latents of the base model for ``backbone.prior_prompt``."""
-    key = f"{backbone.prior_prompt}|{config.prior_images}|{config.prior_steps}|{config.resolution}"
     path = None
     if cache_dir is not None:
+        key = "|".join(
+            (
+                weights_digest(backbone),
+                backbone.prior_prompt,
+                str(config.prior_images),
+                str(config.prior_steps),
+                str(config.resolution),
+            )
+        )
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         path = Path(cache_dir) / _safe(backbone.name) / f"prior-{digest}.safetensors"
         if path.exists():

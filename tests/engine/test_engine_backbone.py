@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from core.engine.adapters import ensure_slot
 from core.engine.backbone import build_tiny_backbone, load_backbone, weights_digest
+from core.engine.config import TINY
 from core.engine.errors import BackboneError
+from core.engine.prior import prior_latents
 from core.engine.tokenizer import build_clip_tokenizer
 
 
@@ -59,3 +62,26 @@ def test_weights_digest_names_the_weights_not_the_object():
     with torch.no_grad():
         next(again.unet.parameters()).view(-1)[0] += 1e-3
     assert weights_digest(again) != weights_digest(first)
+
+
+def test_weights_digest_ignores_an_injected_adapter():
+    """A worker that has run a task (LoRA slots injected) names the same base model as a fresh one."""
+    fresh, used = build_tiny_backbone(seed=0), build_tiny_backbone(seed=0)
+    ensure_slot(used.unet, "task_0", config=TINY)
+    assert any(".lora_" in name for name in used.unet.state_dict())
+    assert weights_digest(used) == weights_digest(fresh)
+
+
+def test_prior_cache_is_keyed_by_the_weights(tmp_path):
+    """Retrained weights under the same backbone name must not reuse the old model's prior images."""
+    config = TINY.with_(prior_images=2, prior_steps=2)
+    old, retrained = build_tiny_backbone(seed=0), build_tiny_backbone(seed=0)
+    with torch.no_grad():
+        for parameter in retrained.unet.parameters():
+            parameter.mul_(1.1)
+    assert old.name == retrained.name
+    first = prior_latents(old, config=config, cache_dir=tmp_path)
+    second = prior_latents(retrained, config=config, cache_dir=tmp_path)
+    assert len(list(tmp_path.rglob("prior-*.safetensors"))) == 2
+    assert not torch.equal(first, second)
+    assert torch.equal(prior_latents(old, config=config, cache_dir=tmp_path), first)  # a cache hit
