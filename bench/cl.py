@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     # Spinning OpenMP workers make a contended CPU several times slower (measured here: 8x per
     # training step with 2 threads on a shared 2-core machine); must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from core.engine.backbone import load_backbone, weights_digest
+    from core.engine.backbone import load_backbone
     from core.engine.config import PRESETS
     from core.engine.errors import EngineError
     from core.engine.methods import METHODS, get_method
@@ -355,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
     real_features = [standardize(extractor(c.images)) for c in concepts]
     fingerprint = {
         "backbone": backbone.name,
-        "weights": weights_digest(backbone),
+        "weights": backbone.base_digest,
         "config": config.to_dict(),
         "concepts": concepts_fingerprint(concepts),
         "n_eval": args.n_eval,

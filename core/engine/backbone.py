@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -49,6 +50,12 @@ class Backbone:
     @property
     def vae_scaling(self) -> float:
         return float(self.vae.config.scaling_factor)
+
+    @cached_property
+    def base_digest(self) -> str:
+        """``weights_digest`` of this backbone, computed once: the base weights are frozen and
+        adapters do not count, so a worker hashes its model once, not once per task."""
+        return weights_digest(self)
 
 
 def weights_digest(backbone: Backbone) -> str:

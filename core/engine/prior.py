@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.engine.adapters import activate
-from core.engine.backbone import Backbone, weights_digest
+from core.engine.backbone import Backbone
 from core.engine.config import EngineConfig
 from core.engine.generate import sample_latents
 from core.engine.state import UserState
@@ -30,7 +30,7 @@ def prior_latents(backbone: Backbone, *, config: EngineConfig, cache_dir: Path |
     if cache_dir is not None:
         key = "|".join(
             (
-                weights_digest(backbone),
+                backbone.base_digest,
                 backbone.prior_prompt,
                 str(config.prior_images),
                 str(config.prior_steps),

@@ -85,3 +85,4 @@ def test_prior_cache_is_keyed_by_the_weights(tmp_path):
     assert len(list(tmp_path.rglob("prior-*.safetensors"))) == 2
     assert not torch.equal(first, second)
     assert torch.equal(prior_latents(old, config=config, cache_dir=tmp_path), first)  # a cache hit
+    assert old.base_digest == weights_digest(old)
