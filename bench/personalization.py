@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--method", default=None, help="continual method (default: the engine's default)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of the task (preset default)")
+    parser.add_argument("--lora-lr", type=float, default=None, help="LoRA learning rate (preset default)")
+    parser.add_argument("--token-lr", type=float, default=None, help="new-token learning rate (preset)")
     parser.add_argument("--n-eval", type=int, default=16, help="generated images per prompt")
     parser.add_argument("--gen-steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.5)
@@ -61,9 +63,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     method = args.method or DEFAULT_METHOD
     config = PRESETS[args.preset or ("tiny" if args.backbone == "tiny" else "toy")]
-    if args.steps:
-        config = config.with_(train_steps=args.steps)
-    config = config.with_(seed=args.seed)
+    overrides = {"train_steps": args.steps, "lora_lr": args.lora_lr, "token_lr": args.token_lr}
+    config = config.with_(seed=args.seed, **{k: v for k, v in overrides.items() if v})
     bundled = {c.name: c for c in sample_concepts()}
     names = (
         list(bundled)
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         "backbone": args.backbone,
         "method": method,
         "train_steps": config.train_steps,
+        "lora_lr": config.lora_lr,
+        "token_lr": config.token_lr,
         "features": getattr(extractor, "name", args.features),
         "mmd": "biased MMD^2, quadratic kernel (paper App. E)",
         "n_eval": args.n_eval,

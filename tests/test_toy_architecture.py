@@ -6,6 +6,7 @@ import json
 import random
 from dataclasses import replace
 
+import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel
@@ -121,3 +122,39 @@ def test_caption_probe_is_zero_exactly_when_the_text_cannot_matter():
             return type("Out", (), {"last_hidden_state": torch.ones(ids.shape[0], 77, 64)})()
 
     assert probe.gap(unet=unet, text_encoder=Deaf()) == 0.0
+
+
+def test_train_cli_parses_int_lists_and_rejects_garbage(capsys) -> None:
+    from core.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["toy", "train", "--snapshot-steps", "4000, 8000", "--unet-heads", "2,4,8"]
+    )
+    assert args.snapshot_steps == (4000, 8000) and args.unet_heads == (2, 4, 8)
+    defaults = build_parser().parse_args(["toy", "train"])
+    assert defaults.snapshot_steps == () and defaults.unet_heads == () and defaults.unet_channels == ()
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["toy", "train", "--snapshot-steps", "4k"])
+    assert exit_info.value.code == 2
+    assert "expected integers like 4000,8000, got '4k'" in capsys.readouterr().err
+
+
+def test_per_level_head_counts_reach_the_unet() -> None:
+    unet = replace(TOY, unet_head_dim=(2, 4, 8)).build_unet()
+    heads = [block.attentions[0].transformer_blocks[0].attn2.heads for block in unet.down_blocks]
+    assert heads == [2, 4, 8]
+
+
+def test_train_cli_builds_the_unet_it_was_asked_for(tmp_path) -> None:
+    from core.cli.main import build_parser
+
+    args = build_parser().parse_args(
+        ["toy", "train", "--what", "backbone", "--out", str(tmp_path), "--minutes", "5", "--vae-steps", "1",
+         "--unet-steps", "1", "--pool-size", "4", "--unet-heads", "2,4", "--unet-channels", "32,48",
+         "--unet-layers", "2"]
+    )  # fmt: skip
+    assert args.handler(args) == 0
+    config = json.loads((tmp_path / "unet" / "config.json").read_text())
+    assert config["attention_head_dim"] == [2, 4]
+    assert config["block_out_channels"] == [32, 48] and config["layers_per_block"] == 2
+    assert json.loads((tmp_path / "training_log.json").read_text())["unet_steps_done"] == 1

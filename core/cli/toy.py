@@ -42,6 +42,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--min-snr-gamma", type=float, default=None, help="0: off (the default)")
     train.add_argument("--prediction-type", choices=("v_prediction", "epsilon"), default=None)
     train.add_argument("--device", default="cpu", help="torch device of stage 2 (cpu, cuda)")
+    train.add_argument(
+        "--unet-heads",
+        type=_int_list,
+        default=(),
+        help="attention heads per UNet level, e.g. 2,4,8 (default: the architecture's 8 everywhere)",
+    )
+    train.add_argument(
+        "--unet-channels",
+        type=_int_list,
+        default=(),
+        help="UNet block channels per level, e.g. 64,128,128 (default: the architecture's)",
+    )
+    train.add_argument("--unet-layers", type=int, default=None, help="UNet layers per block")
+    train.add_argument(
+        "--snapshot-steps",
+        type=_int_list,
+        default=(),
+        help="comma-separated UNet steps at which to also save the EMA weights into OUT/step_N",
+    )
     train.set_defaults(handler=_train)
 
     check = toy.add_parser("check", help="colour/shape accuracy on held-out prompts, seconds per image")
@@ -62,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=_check)
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected integers like 4000,8000, got {text!r}") from error
+
+
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -79,11 +105,20 @@ def _train(args: argparse.Namespace) -> int:
             "pool_size": args.pool_size,
             "unet_lr": args.unet_lr,
             "min_snr_gamma": args.min_snr_gamma,
+            "snapshot_steps": args.snapshot_steps or None,
         }
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if args.prediction_type:
             architecture = replace(config.architecture, prediction_type=args.prediction_type)
             config = replace(config, architecture=architecture)
+        unet_overrides = {
+            "unet_head_dim": args.unet_heads or None,
+            "unet_channels": args.unet_channels or None,
+            "unet_layers_per_block": args.unet_layers,
+        }
+        unet_overrides = {k: v for k, v in unet_overrides.items() if v is not None}
+        if unet_overrides:
+            config = replace(config, architecture=replace(config.architecture, **unet_overrides))
         report["backbone"] = train(
             config=config, out=out, resume=args.resume, reinit_text=args.reinit_text, vae_from=args.vae_from
         )
