@@ -108,17 +108,16 @@ def _train(args: argparse.Namespace) -> int:
             "snapshot_steps": args.snapshot_steps or None,
         }
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        if args.prediction_type:
-            architecture = replace(config.architecture, prediction_type=args.prediction_type)
-            config = replace(config, architecture=architecture)
-        unet_overrides = {
+        architecture_overrides = {
+            "prediction_type": args.prediction_type,
             "unet_head_dim": args.unet_heads or None,
             "unet_channels": args.unet_channels or None,
             "unet_layers_per_block": args.unet_layers,
         }
-        unet_overrides = {k: v for k, v in unet_overrides.items() if v is not None}
-        if unet_overrides:
-            config = replace(config, architecture=replace(config.architecture, **unet_overrides))
+        architecture = replace(
+            config.architecture, **{k: v for k, v in architecture_overrides.items() if v is not None}
+        )
+        config = replace(config, architecture=architecture)
         report["backbone"] = train(
             config=config, out=out, resume=args.resume, reinit_text=args.reinit_text, vae_from=args.vae_from
         )
