@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     method = args.method or DEFAULT_METHOD
     config = PRESETS[args.preset or ("tiny" if args.backbone == "tiny" else "toy")]
     overrides = {"train_steps": args.steps, "lora_lr": args.lora_lr, "token_lr": args.token_lr}
-    config = config.with_(seed=args.seed, **{k: v for k, v in overrides.items() if v})
+    config = config.with_(seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
     bundled = {c.name: c for c in sample_concepts()}
     names = (
         list(bundled)
