@@ -15,7 +15,7 @@ from core.engine.backbone import load_backbone
 from core.engine.toy import dataset
 from core.engine.toy.architecture import TOY
 from core.engine.toy.caption_probe import CaptionProbe
-from core.engine.toy.train import TrainConfig, min_snr_weights, train
+from core.engine.toy.train import TrainConfig, min_snr_weights, train, training_latents
 
 
 def test_components_are_the_stable_diffusion_classes():
@@ -145,16 +145,44 @@ def test_per_level_head_counts_reach_the_unet() -> None:
     assert heads == [2, 4, 8]
 
 
+def test_the_pooled_caption_reaches_the_unet_without_cross_attention() -> None:
+    torch.manual_seed(0)
+    unet = TOY.build_unet().eval()
+    for name, module in unet.named_modules():  # silence the cross-attention path
+        if name.endswith("attn2.to_out.0"):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    x, t = torch.randn(1, 4, 16, 16), torch.tensor([500])
+    with torch.no_grad():
+        a = unet(x, t, torch.randn(1, 77, 64)).sample
+        b = unet(x, t, torch.randn(1, 77, 64)).sample
+    assert not torch.allclose(a, b)
+    assert TOY.build_unet().config.addition_embed_type == "text"  # the shipped default
+    assert replace(TOY, unet_text_time_embedding=False).build_unet().config.addition_embed_type is None
+
+
 def test_train_cli_builds_the_unet_it_was_asked_for(tmp_path) -> None:
     from core.cli.main import build_parser
 
     args = build_parser().parse_args(
         ["toy", "train", "--what", "backbone", "--out", str(tmp_path), "--minutes", "5", "--vae-steps", "1",
          "--unet-steps", "1", "--pool-size", "4", "--unet-heads", "2,4", "--unet-channels", "32,48",
-         "--unet-layers", "2"]
+         "--unet-layers", "2", "--unet-batch", "3", "--posterior-means", "--text-time-embedding",
+         "--scale-shift"]
     )  # fmt: skip
     assert args.handler(args) == 0
     config = json.loads((tmp_path / "unet" / "config.json").read_text())
     assert config["attention_head_dim"] == [2, 4]
     assert config["block_out_channels"] == [32, 48] and config["layers_per_block"] == 2
-    assert json.loads((tmp_path / "training_log.json").read_text())["unet_steps_done"] == 1
+    assert config["addition_embed_type"] == "text" and config["resnet_time_scale_shift"] == "scale_shift"
+    log = json.loads((tmp_path / "training_log.json").read_text())
+    assert log["unet_steps_done"] == 1
+    assert log["config"]["unet_batch"] == 3 and log["config"]["posterior_means"] is True
+
+
+def test_training_latents_are_the_posterior_mean_or_a_sample() -> None:
+    mean, std, noise = torch.randn(2, 4, 16, 16), torch.full((2, 4, 16, 16), 0.5), torch.randn(2, 4, 16, 16)
+    means = training_latents(mean, std, noise=noise, scale=0.6, posterior_means=True)
+    samples = training_latents(mean, std, noise=noise, scale=0.6, posterior_means=False)
+    assert torch.allclose(means, mean * 0.6)
+    assert torch.allclose(samples, (mean + 0.5 * noise) * 0.6)

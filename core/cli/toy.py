@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = toy.add_parser(
         "train", help="train the toy backbone (VAE, then UNet + text encoder) from scratch"
     )
-    train.add_argument("--minutes", type=float, default=52.0, help="wall-clock budget of the whole run")
+    train.add_argument("--minutes", type=float, default=58.0, help="wall-clock budget of the whole run")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped weights/)")
     train.add_argument(
@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--unet-steps", type=int, default=None)
     train.add_argument("--pool-size", type=int, default=None, help="training images encoded to latents")
     train.add_argument(
-        "--what", choices=("all", "backbone", "classifier"), default="all", help="which networks to train"
+        "--what",
+        choices=("all", "backbone", "classifier"),
+        default="backbone",
+        help="which networks to train",
     )
     train.add_argument("--classifier-steps", type=int, default=1500)
     train.add_argument(
@@ -53,6 +56,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_int_list,
         default=(),
         help="UNet block channels per level, e.g. 64,128,128 (default: the architecture's)",
+    )
+    train.add_argument("--unet-batch", type=int, default=None, help="UNet training batch size")
+    train.add_argument(
+        "--posterior-means",
+        action="store_true",
+        default=None,
+        help="train the UNet on the VAE's posterior means instead of samples",
+    )
+    train.add_argument(
+        "--text-time-embedding",
+        action="store_true",
+        default=None,
+        help="also add a pooled caption embedding to the UNet's time embedding",
+    )
+    train.add_argument(
+        "--scale-shift", action="store_true", default=None, help="FiLM scale and shift in the UNet's ResNets"
     )
     train.add_argument("--unet-layers", type=int, default=None, help="UNet layers per block")
     train.add_argument(
@@ -104,6 +123,8 @@ def _train(args: argparse.Namespace) -> int:
             "unet_steps": args.unet_steps,
             "pool_size": args.pool_size,
             "unet_lr": args.unet_lr,
+            "unet_batch": args.unet_batch,
+            "posterior_means": args.posterior_means,
             "min_snr_gamma": args.min_snr_gamma,
             "snapshot_steps": args.snapshot_steps or None,
         }
@@ -113,6 +134,8 @@ def _train(args: argparse.Namespace) -> int:
             "unet_head_dim": args.unet_heads or None,
             "unet_channels": args.unet_channels or None,
             "unet_layers_per_block": args.unet_layers,
+            "unet_text_time_embedding": args.text_time_embedding,
+            "unet_time_scale_shift": args.scale_shift,
         }
         architecture = replace(
             config.architecture, **{k: v for k, v in architecture_overrides.items() if v is not None}

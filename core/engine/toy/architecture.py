@@ -41,11 +41,15 @@ class ToyArchitecture:
     unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     # diffusers' ``attention_head_dim`` is the number of heads per level (a historical name): SD's
-    # 8 splits the 32 channels at 16x16 into 8 heads of 4. A tuple gives one count per level;
-    # (2, 4, 8) (16 channels per head everywhere, ``--unet-heads 2,4,8``) trains 1.4x faster and
-    # follows colour better but did not bring shapes and made personalization fragile (MODEL_CARD.md,
-    # run D), so the shipped weights keep 8.
-    unet_head_dim: int | tuple[int, ...] = 8
+    # 8 would split the 32 channels at 16x16 into 8 heads of 4; (2, 4, 8) gives 16 channels per
+    # head everywhere and trains 1.4x faster (MODEL_CARD.md, runs D and H).
+    unet_head_dim: int | tuple[int, ...] = (2, 4, 8)
+    # A second text path besides cross-attention: an attention pool of the caption's hidden
+    # states added to the time embedding (diffusers' ``addition_embed_type="text"``), which
+    # every ResNet block then applies as a FiLM scale and shift (``scale_shift``, as ADM's
+    # adaptive GroupNorm). Cross-attention alone learned colour but not shape (MODEL_CARD.md).
+    unet_text_time_embedding: bool = True
+    unet_time_scale_shift: bool = True
     vae_channels: tuple[int, ...] = (32, 64, 64)
     vae_layers_per_block: int = 1
     # 8 groups, not SD's 32: with 32 channels, 32 groups normalise every channel on its own, which
@@ -84,6 +88,8 @@ class ToyArchitecture:
             "cross_attention_dim": self.text_hidden,
             "attention_head_dim": self.unet_head_dim,
             "norm_num_groups": self.norm_groups,
+            "addition_embed_type": "text" if self.unet_text_time_embedding else None,
+            "resnet_time_scale_shift": "scale_shift" if self.unet_time_scale_shift else "default",
         }
 
     def vae_config(self) -> dict[str, Any]:

@@ -25,6 +25,11 @@ SUPERSAMPLE = 4
 PRIOR_PROMPT = "a photo of a shape"
 EMPTY_P = 0.10
 GENERIC_P = 0.10
+# Object radius (pixels at 64x64), how far its centre may stray from the image centre, and
+# its rotation (degrees). Small pose ranges keep the caption informative at high noise.
+RADIUS_RANGE = (17.0, 24.0)
+MAX_OFFSET = 3.0
+MAX_ROTATION = 8.0
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "heart")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -107,10 +112,10 @@ def full_caption(colour: str, shape: str, background: str | None = None) -> str:
 def sample_spec(rng: random.Random, *, combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS) -> ShapeSpec:
     colour, shape = rng.choice(combos)
     background = rng.choice([b for b in BACKGROUND_NAMES if b != colour])
-    radius = rng.uniform(12.0, 24.0)
-    margin = radius + 2.0
-    centre = (rng.uniform(margin, IMAGE_SIZE - margin), rng.uniform(margin, IMAGE_SIZE - margin))
-    angle = rng.uniform(-20.0, 20.0) if shape != "circle" else 0.0
+    radius = rng.uniform(*RADIUS_RANGE)
+    offset = min(MAX_OFFSET, IMAGE_SIZE / 2 - radius - 2.0)
+    centre = (IMAGE_SIZE / 2 + rng.uniform(-offset, offset), IMAGE_SIZE / 2 + rng.uniform(-offset, offset))
+    angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION) if shape != "circle" else 0.0
     return ShapeSpec(shape, colour, background, radius, centre, angle)
 
 
