@@ -133,6 +133,9 @@ def test_train_cli_parses_int_lists_and_rejects_garbage(capsys) -> None:
     assert args.snapshot_steps == (4000, 8000) and args.unet_heads == (2, 4, 8)
     defaults = build_parser().parse_args(["toy", "train"])
     assert defaults.snapshot_steps == () and defaults.unet_heads == () and defaults.unet_channels == ()
+    assert defaults.posterior_means is None and defaults.scale_shift is None  # the config decides
+    off = build_parser().parse_args(["toy", "train", "--no-posterior-means", "--no-text-time-embedding"])
+    assert off.posterior_means is False and off.text_time_embedding is False
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["toy", "train", "--snapshot-steps", "4k"])
     assert exit_info.value.code == 2

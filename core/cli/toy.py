@@ -60,18 +60,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--unet-batch", type=int, default=None, help="UNet training batch size")
     train.add_argument(
         "--posterior-means",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
         help="train the UNet on the VAE's posterior means instead of samples",
     )
     train.add_argument(
         "--text-time-embedding",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
         help="also add a pooled caption embedding to the UNet's time embedding",
     )
     train.add_argument(
-        "--scale-shift", action="store_true", default=None, help="FiLM scale and shift in the UNet's ResNets"
+        "--scale-shift",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="FiLM scale and shift in the UNet's ResNets",
     )
     train.add_argument("--unet-layers", type=int, default=None, help="UNet layers per block")
     train.add_argument(

@@ -66,8 +66,8 @@ class EngineConfig:
 
 PAPER = EngineConfig()
 # The toy's pooled caption also scales and shifts every ResNet (FiLM), so a concept token moves
-# the whole UNet: LoRA 2e-3 / token 5e-3 turned 6 of 8 bundled concepts into noise on the
-# shipped weights, 5e-4 / 1e-3 learns 6 of 8 closer than the class word (MODEL_CARD.md).
+# the whole UNet: LoRA 2e-3 / token 5e-3 left 2 of 8 bundled concepts closer than the class
+# word on the shipped weights (coloured noise), 5e-4 / 1e-3 learns 6 of 8 (MODEL_CARD.md).
 TOY = EngineConfig(
     train_steps=120,
     grad_accum=1,
