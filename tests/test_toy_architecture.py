@@ -171,13 +171,15 @@ def test_train_cli_builds_the_unet_it_was_asked_for(tmp_path) -> None:
         ["toy", "train", "--what", "backbone", "--out", str(tmp_path), "--minutes", "5", "--vae-steps", "1",
          "--unet-steps", "1", "--pool-size", "4", "--unet-heads", "2,4", "--unet-channels", "32,48",
          "--unet-layers", "2", "--unet-batch", "3", "--posterior-means", "--text-time-embedding",
-         "--scale-shift"]
+         "--scale-shift", "--zero-terminal-snr"]
     )  # fmt: skip
     assert args.handler(args) == 0
     config = json.loads((tmp_path / "unet" / "config.json").read_text())
     assert config["attention_head_dim"] == [2, 4]
     assert config["block_out_channels"] == [32, 48] and config["layers_per_block"] == 2
     assert config["addition_embed_type"] == "text" and config["resnet_time_scale_shift"] == "scale_shift"
+    scheduler = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["rescale_betas_zero_snr"] is True and scheduler["timestep_spacing"] == "trailing"
     log = json.loads((tmp_path / "training_log.json").read_text())
     assert log["unet_steps_done"] == 1
     assert log["config"]["unet_batch"] == 3 and log["config"]["posterior_means"] is True
@@ -189,3 +191,22 @@ def test_training_latents_are_the_posterior_mean_or_a_sample() -> None:
     samples = training_latents(mean, std, noise=noise, scale=0.6, posterior_means=False)
     assert torch.allclose(means, mean * 0.6)
     assert torch.allclose(samples, (mean + 0.5 * noise) * 0.6)
+
+
+def test_zero_terminal_snr_leaves_no_image_in_the_last_step_and_sampling_starts_there() -> None:
+    from diffusers import DDIMScheduler
+
+    from core.engine.losses import regression_target
+
+    flawed, fixed = TOY.build_scheduler(), replace(TOY, zero_terminal_snr=True).build_scheduler()
+    assert flawed.alphas_cumprod[999] > 0.004  # SD's schedule: 6.8 % of the image's amplitude survives
+    assert fixed.alphas_cumprod[999] == 0.0
+    x0, noise, t = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16), torch.tensor([999, 999])
+    assert torch.equal(fixed.add_noise(x0, noise, t), noise)  # x_1000 says nothing about the image
+    assert torch.allclose(regression_target(fixed, x0, noise, t), -x0)  # v = -x0: the caption must say it
+    sampler = DDIMScheduler.from_config(fixed.config)
+    sampler.set_timesteps(25)
+    assert int(sampler.timesteps[0]) == 999
+    flawed_sampler = DDIMScheduler.from_config(flawed.config)
+    flawed_sampler.set_timesteps(25)
+    assert int(flawed_sampler.timesteps[0]) == 961

@@ -76,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="FiLM scale and shift in the UNet's ResNets",
     )
+    train.add_argument(
+        "--zero-terminal-snr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rescale the noise schedule so that x_1000 is pure noise (trailing sampling steps)",
+    )
     train.add_argument("--unet-layers", type=int, default=None, help="UNet layers per block")
     train.add_argument(
         "--snapshot-steps",
@@ -139,6 +145,7 @@ def _train(args: argparse.Namespace) -> int:
             "unet_layers_per_block": args.unet_layers,
             "unet_text_time_embedding": args.text_time_embedding,
             "unet_time_scale_shift": args.scale_shift,
+            "zero_terminal_snr": args.zero_terminal_snr,
         }
         architecture = replace(
             config.architecture, **{k: v for k, v in architecture_overrides.items() if v is not None}

@@ -61,6 +61,13 @@ class ToyArchitecture:
     # an epsilon toy's loss was the same for right, wrong and empty captions in every t band.
     # v-prediction (as SD 2.x) keeps that error at full weight.
     prediction_type: str = "v_prediction"
+    # SD's scaled_linear schedule leaves sqrt(alpha_bar) = 0.068 of the image in x_1000: at 16x16,
+    # the noise's per-channel mean (std 1/16) is as large as that leaked colour, so a model trained
+    # on it reads the colour partly from the starting noise, which at sampling time is random.
+    # Zero terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
+    # Flawed": betas rescaled so that x_1000 is pure noise, "trailing" steps that start at t=999)
+    # leaves the caption alone to decide it. Needs v-prediction.
+    zero_terminal_snr: bool = False
     scheduler: dict[str, Any] = field(
         default_factory=lambda: {
             "num_train_timesteps": 1000,
@@ -149,7 +156,10 @@ class ToyArchitecture:
     def build_scheduler(self):
         from diffusers import DDPMScheduler
 
-        return DDPMScheduler(**self.scheduler, prediction_type=self.prediction_type)
+        extra = {}
+        if self.zero_terminal_snr:
+            extra = {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+        return DDPMScheduler(**self.scheduler, **extra, prediction_type=self.prediction_type)
 
 
 TOY = ToyArchitecture()
