@@ -210,3 +210,21 @@ def test_zero_terminal_snr_leaves_no_image_in_the_last_step_and_sampling_starts_
     flawed_sampler = DDIMScheduler.from_config(flawed.config)
     flawed_sampler.set_timesteps(25)
     assert int(flawed_sampler.timesteps[0]) == 961
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--unet-heads", "2,4"], "2 head counts for 3 UNet levels"),
+        (["--unet-channels", "32,60,128"], "(32, 60, 128) do not split into 8 GroupNorm groups"),
+        (["--unet-heads", "2,4,6"], "128 UNet channels do not split into 6 attention heads"),
+        (["--zero-terminal-snr", "--prediction-type", "epsilon"], "zero terminal SNR needs v-prediction"),
+    ],
+)
+def test_train_cli_rejects_architectures_diffusers_cannot_build(tmp_path, capsys, flags, message) -> None:
+    from core.cli.main import build_parser
+
+    args = build_parser().parse_args(["toy", "train", "--out", str(tmp_path / "out"), *flags])
+    assert args.handler(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written

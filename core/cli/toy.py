@@ -147,9 +147,13 @@ def _train(args: argparse.Namespace) -> int:
             "unet_time_scale_shift": args.scale_shift,
             "zero_terminal_snr": args.zero_terminal_snr,
         }
-        architecture = replace(
-            config.architecture, **{k: v for k, v in architecture_overrides.items() if v is not None}
-        )
+        try:
+            architecture = replace(
+                config.architecture, **{k: v for k, v in architecture_overrides.items() if v is not None}
+            )
+        except ValueError as error:
+            print(f"mnemo toy train: error: {error}", file=sys.stderr)
+            return 2
         config = replace(config, architecture=architecture)
         report["backbone"] = train(
             config=config, out=out, resume=args.resume, reinit_text=args.reinit_text, vae_from=args.vae_from

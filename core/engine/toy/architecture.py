@@ -79,6 +79,32 @@ class ToyArchitecture:
         }
     )
 
+    def __post_init__(self) -> None:
+        for problem in self.problems():
+            raise ValueError(problem)
+
+    def problems(self) -> list[str]:
+        """Combinations the diffusers classes would reject (or fail on at the first forward)."""
+        found = []
+        levels = len(self.unet_channels)
+        heads = self.unet_head_dim
+        if isinstance(heads, int):
+            heads = (heads,) * levels
+        if len(heads) != levels:
+            found.append(f"{len(heads)} head counts for {levels} UNet levels (one per level)")
+        for channels, count in zip(self.unet_channels, heads, strict=False):
+            if count < 1 or channels % count:
+                found.append(f"{channels} UNet channels do not split into {count} attention heads")
+        for name, channels in (("UNet", self.unet_channels), ("VAE", self.vae_channels)):
+            if any(c % self.norm_groups for c in channels):
+                groups = f"{self.norm_groups} GroupNorm groups"
+                found.append(f"{name} channels {tuple(channels)} do not split into {groups}")
+        if self.text_hidden % self.text_heads:
+            found.append(f"text hidden size {self.text_hidden} does not split into {self.text_heads} heads")
+        if self.zero_terminal_snr and self.prediction_type != "v_prediction":
+            found.append("zero terminal SNR needs v-prediction (an epsilon model cannot denoise pure noise)")
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
