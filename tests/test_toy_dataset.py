@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
 from core.engine.toy import dataset
 
@@ -42,6 +43,17 @@ def test_captions_describe_the_image_and_include_prior_and_empty():
             words = caption.split()
             assert not (set(words) & (set(dataset.COLOUR_NAMES) - {"orange", "blue"}))
     assert "a photo of an orange star on a blue background" in captions
+
+
+@pytest.mark.parametrize(("weight", "low", "high"), [(0.0, 0.0, 0.0), (0.5, 0.02, 0.06), (2.5, 0.14, 0.20)])
+def test_colour_only_captions_follow_their_weight(weight, low, high):
+    rng = random.Random(0)
+    spec = dataset.ShapeSpec("star", "orange", "blue", 15.0, (32.0, 32.0), 0.0)
+    templates = dataset.caption_templates(colour_only_weight=weight)
+    captions = [dataset.sample_caption(rng, spec, templates=templates) for _ in range(4000)]
+    share = captions.count("a photo of an orange shape") / len(captions)  # 80 % are templated
+    assert low <= share <= high, share
+    assert dataset.caption_templates() == dataset.CAPTION_TEMPLATES  # the default changes nothing
 
 
 def test_rendered_colours_match_the_spec():

@@ -82,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="rescale the noise schedule so that x_1000 is pure noise (trailing sampling steps)",
     )
+    train.add_argument(
+        "--colour-only-weight",
+        type=float,
+        default=None,
+        help="weight of the colour-only caption 'a photo of a red shape' (default 0.5 of 10)",
+    )
     train.add_argument("--unet-layers", type=int, default=None, help="UNet layers per block")
     train.add_argument(
         "--snapshot-steps",
@@ -134,6 +140,7 @@ def _train(args: argparse.Namespace) -> int:
             "unet_lr": args.unet_lr,
             "unet_batch": args.unet_batch,
             "posterior_means": args.posterior_means,
+            "colour_only_weight": args.colour_only_weight,
             "min_snr_gamma": args.min_snr_gamma,
             "snapshot_steps": args.snapshot_steps or None,
         }

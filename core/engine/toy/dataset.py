@@ -62,6 +62,7 @@ TRAIN_COMBOS: tuple[tuple[str, str], ...] = tuple(
     (c, s) for c in COLOUR_NAMES for s in SHAPES if (c, s) not in HELD_OUT
 )
 
+COLOUR_ONLY = "a photo of {ac} shape"
 # (template, weight); {c} colour with article ("a red"/"an orange"), {s} shape, {b} background.
 CAPTION_TEMPLATES: tuple[tuple[str, float], ...] = (
     ("a photo of {ac} {s} on a {b} background", 4.0),
@@ -69,7 +70,7 @@ CAPTION_TEMPLATES: tuple[tuple[str, float], ...] = (
     ("a photo of {ac} {s}", 2.0),
     ("{ac} {s}", 1.0),
     ("a photo of a {s}", 1.0),
-    ("a photo of {ac} shape", 0.5),
+    (COLOUR_ONLY, 0.5),
     ("a photo of a {s} on a {b} background", 0.5),
 )
 
@@ -119,13 +120,21 @@ def sample_spec(rng: random.Random, *, combos: tuple[tuple[str, str], ...] = TRA
     return ShapeSpec(shape, colour, background, radius, centre, angle)
 
 
-def sample_caption(rng: random.Random, spec: ShapeSpec) -> str:
+def caption_templates(*, colour_only_weight: float = 0.5) -> tuple[tuple[str, float], ...]:
+    """``CAPTION_TEMPLATES`` with the weight of the colour-only caption ("a photo of a red shape")
+    set to ``colour_only_weight``: captions that name one attribute alone teach that word alone."""
+    return tuple((t, colour_only_weight if t == COLOUR_ONLY else w) for t, w in CAPTION_TEMPLATES)
+
+
+def sample_caption(
+    rng: random.Random, spec: ShapeSpec, *, templates: tuple[tuple[str, float], ...] = CAPTION_TEMPLATES
+) -> str:
     roll = rng.random()
     if roll < EMPTY_P:
         return ""
     if roll < EMPTY_P + GENERIC_P:
         return PRIOR_PROMPT
-    templates, weights = zip(*CAPTION_TEMPLATES, strict=True)
+    templates, weights = zip(*templates, strict=True)
     template = rng.choices(templates, weights=weights)[0]
     return template.format(ac=with_article(spec.colour), s=spec.shape, b=spec.background)
 

@@ -53,6 +53,8 @@ class TrainConfig:
     # Train on the VAE's posterior means instead of samples: the samples' per-element noise
     # (std ~0.2 of the scaled latents) is an irreducible part of the loss at low t.
     posterior_means: bool = True
+    # Weight of the colour-only caption among the templates (dataset.CAPTION_TEMPLATES: 0.5 of 10).
+    colour_only_weight: float = 0.5
     unet_lr: float = 5e-4
     text_lr_scale: float = 1.0
     warmup_steps: int = 150
@@ -260,6 +262,7 @@ def train_denoiser(
     probe = CaptionProbe(
         latents=means * scale, specs=specs, tokenizer=tokenizer, scheduler=scheduler, seed=config.seed + 4
     )
+    templates = dataset.caption_templates(colour_only_weight=config.colour_only_weight)
     budget = _Budget(seconds - (time.monotonic() - log.meta["_t_stage2"]), config.unet_steps)
     next_save = config.save_every_minutes * 60
     bar = tqdm(total=config.unet_steps, desc="unet", dynamic_ncols=True)
@@ -276,7 +279,7 @@ def train_denoiser(
             scale=scale,
             posterior_means=config.posterior_means,
         )
-        captions = [dataset.sample_caption(rng, specs[i]) for i in index.tolist()]
+        captions = [dataset.sample_caption(rng, specs[i], templates=templates) for i in index.tolist()]
         ids = tokenize(tokenizer, captions)
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(
