@@ -171,7 +171,7 @@ def test_train_cli_builds_the_unet_it_was_asked_for(tmp_path) -> None:
         ["toy", "train", "--what", "backbone", "--out", str(tmp_path), "--minutes", "5", "--vae-steps", "1",
          "--unet-steps", "1", "--pool-size", "4", "--unet-heads", "2,4", "--unet-channels", "32,48",
          "--unet-layers", "2", "--unet-batch", "3", "--posterior-means", "--text-time-embedding",
-         "--scale-shift", "--zero-terminal-snr", "--colour-only-weight", "2.5"]
+         "--scale-shift", "--zero-terminal-snr", "--colour-only-weight", "3"]
     )  # fmt: skip
     assert args.handler(args) == 0
     config = json.loads((tmp_path / "unet" / "config.json").read_text())
@@ -183,7 +183,7 @@ def test_train_cli_builds_the_unet_it_was_asked_for(tmp_path) -> None:
     log = json.loads((tmp_path / "training_log.json").read_text())
     assert log["unet_steps_done"] == 1
     assert log["config"]["unet_batch"] == 3 and log["config"]["posterior_means"] is True
-    assert log["config"]["colour_only_weight"] == 2.5
+    assert log["config"]["colour_only_weight"] == 3.0
 
 
 def test_training_latents_are_the_posterior_mean_or_a_sample() -> None:

@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--colour-only-weight",
         type=float,
         default=None,
-        help="weight of the colour-only caption 'a photo of a red shape' (default 0.5 of 10)",
+        help="weight of the colour-only caption 'a photo of a red shape' (default 2.5; others 9.5)",
     )
     train.add_argument("--unet-layers", type=int, default=None, help="UNet layers per block")
     train.add_argument(
