@@ -67,7 +67,8 @@ class EngineConfig:
 PAPER = EngineConfig()
 # The toy's pooled caption also scales and shifts every ResNet (FiLM), so a concept token moves
 # the whole UNet: LoRA 2e-3 / token 5e-3 left 2 of 8 bundled concepts closer than the class
-# word on the shipped weights (coloured noise), 5e-4 / 1e-3 learns 6 of 8 (MODEL_CARD.md).
+# word on run H's weights (coloured noise), 5e-4 / 1e-3 learned 6 of 8; on run K (shipped) the
+# same rates give 4 of 8, three overshooting into texture: not yet retuned (MODEL_CARD.md).
 TOY = EngineConfig(
     train_steps=120,
     grad_accum=1,
