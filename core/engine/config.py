@@ -67,14 +67,15 @@ class EngineConfig:
 PAPER = EngineConfig()
 # The toy's pooled caption also scales and shifts every ResNet (FiLM), so a concept token moves
 # the whole UNet: LoRA 2e-3 / token 5e-3 left 2 of 8 bundled concepts closer than the class
-# word on run H's weights (coloured noise), 5e-4 / 1e-3 learned 6 of 8; on run K (shipped) the
-# same rates give 4 of 8, three overshooting into texture: not yet retuned (MODEL_CARD.md).
+# word on run H's weights (coloured noise), 5e-4 / 1e-3 learned 6 of 8; run K (shipped), whose
+# caption path is stronger, overshoots into texture at 5e-4 / 1e-3 (4 of 8) and learns 6 of 8 at
+# 2.5e-4 / 5e-4 (MODEL_CARD.md, "Personalization").
 TOY = EngineConfig(
     train_steps=120,
     grad_accum=1,
     batch_size=2,
-    lora_lr=5e-4,
-    token_lr=1e-3,
+    lora_lr=2.5e-4,
+    token_lr=5e-4,
     full_lr=1e-4,
     prior_prompt="a photo of a shape",
     prior_images=16,
