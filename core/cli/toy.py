@@ -58,30 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="UNet block channels per level, e.g. 64,128,128 (default: the architecture's)",
     )
     train.add_argument("--unet-batch", type=int, default=None, help="UNet training batch size")
-    train.add_argument(
-        "--posterior-means",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="train the UNet on the VAE's posterior means instead of samples",
-    )
-    train.add_argument(
-        "--text-time-embedding",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also add a pooled caption embedding to the UNet's time embedding",
-    )
-    train.add_argument(
-        "--scale-shift",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="FiLM scale and shift in the UNet's ResNets",
-    )
-    train.add_argument(
-        "--zero-terminal-snr",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="rescale the noise schedule so that x_1000 is pure noise (trailing sampling steps)",
-    )
+    for flag, text in (
+        ("--posterior-means", "train the UNet on the VAE's posterior means instead of samples"),
+        ("--text-time-embedding", "also add a pooled caption embedding to the UNet's time embedding"),
+        ("--scale-shift", "FiLM scale and shift in the UNet's ResNets"),
+        ("--zero-terminal-snr", "rescale the noise schedule so that x_1000 is pure noise (trailing steps)"),
+    ):  # on/off switches; None (neither given) leaves the config's default
+        train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
     train.add_argument(
         "--colour-only-weight",
         type=float,

@@ -80,8 +80,8 @@ class ToyArchitecture:
     )
 
     def __post_init__(self) -> None:
-        for problem in self.problems():
-            raise ValueError(problem)
+        if problems := self.problems():
+            raise ValueError("; ".join(problems))
 
     def problems(self) -> list[str]:
         """Combinations the diffusers classes would reject (or fail on at the first forward)."""

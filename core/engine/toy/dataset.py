@@ -120,9 +120,12 @@ def sample_spec(rng: random.Random, *, combos: tuple[tuple[str, str], ...] = TRA
     return ShapeSpec(shape, colour, background, radius, centre, angle)
 
 
-def caption_templates(*, colour_only_weight: float = 0.5) -> tuple[tuple[str, float], ...]:
+def caption_templates(*, colour_only_weight: float | None = None) -> tuple[tuple[str, float], ...]:
     """``CAPTION_TEMPLATES`` with the weight of the colour-only caption ("a photo of a red shape")
-    set to ``colour_only_weight``: captions that name one attribute alone teach that word alone."""
+    set to ``colour_only_weight`` (None: unchanged): captions that name one attribute alone teach
+    that word alone."""
+    if colour_only_weight is None:
+        return CAPTION_TEMPLATES
     return tuple((t, colour_only_weight if t == COLOUR_ONLY else w) for t, w in CAPTION_TEMPLATES)
 
 
@@ -134,8 +137,8 @@ def sample_caption(
         return ""
     if roll < EMPTY_P + GENERIC_P:
         return PRIOR_PROMPT
-    templates, weights = zip(*templates, strict=True)
-    template = rng.choices(templates, weights=weights)[0]
+    texts, weights = zip(*templates, strict=True)
+    template = rng.choices(texts, weights=weights)[0]
     return template.format(ac=with_article(spec.colour), s=spec.shape, b=spec.background)
 
 

@@ -53,9 +53,9 @@ class TrainConfig:
     # Train on the VAE's posterior means instead of samples: the samples' per-element noise
     # (std ~0.2 of the scaled latents) is an irreducible part of the loss at low t.
     posterior_means: bool = True
-    # Weight of the colour-only caption "a photo of a red shape" among the templates (their own
-    # default: 0.5 of 10). 2.5 (17 % of all captions) teaches the colour word apart from the shape
-    # word: held-out colour 83 % -> 96 % (MODEL_CARD.md, runs H and K).
+    # Weight of the colour-only caption "a photo of a red shape" among the templates
+    # (dataset.CAPTION_TEMPLATES gives it 0.5 of 10). 2.5 (17 % of all captions) teaches the
+    # colour word apart from the shape word: held-out colour 83 % -> 96 % (MODEL_CARD.md, runs H, K).
     colour_only_weight: float = 2.5
     unet_lr: float = 5e-4
     text_lr_scale: float = 1.0
@@ -277,6 +277,7 @@ def train_denoiser(
         latents = training_latents(
             means[index],
             stds[index],
+            # drawn with posterior means too: the generator's stream, and so a seed's run, stays the same
             noise=torch.randn(means[index].shape, generator=generator),
             scale=scale,
             posterior_means=config.posterior_means,
