@@ -29,6 +29,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -220,6 +221,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Downsampled loss per phase, written through the heartbeat (docs/dashboard.md):
+    # {"train": [[step, loss], ...], "dsc": [...], "fisher": [...]}, at most 200 points each.
+    loss_curves: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     @property
     def is_final(self) -> bool:
@@ -341,6 +345,64 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(255), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WorkerSeen(Base):
+    """A worker process as last seen: written by its heartbeats and its reconciler thread."""
+
+    __tablename__ = "workers"
+
+    # "<hostname>:<pid>", the same string a claim stores in ``jobs.lease_owner``.
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="pool")  # "pool" (runs jobs) or "main"
+    device: Mapped[str] = mapped_column(String(64), default="")
+    backbone: Mapped[str] = mapped_column(String(255), default="")
+    preset: Mapped[str] = mapped_column(String(32), default="")
+    current_job_id: Mapped[str | None] = mapped_column(ID, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Preview(Base):
+    """A fixed-seed preview of one learned token, made right after a later task was published.
+
+    ``after_task_index`` is the task that had just been published; the preview made when the
+    concept itself was learned (``after_task_index == concept's task_index``) is the reference
+    its ``retention`` (100 = identical features) is measured against (docs/dashboard.md).
+    """
+
+    __tablename__ = "previews"
+    __table_args__ = (
+        UniqueConstraint("concept_id", "after_task_index"),
+        Index("ix_previews_user_id_after_task_index", "user_id", "after_task_index"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
+    concept_id: Mapped[str] = mapped_column(ID, ForeignKey("concepts.id", ondelete="CASCADE"))
+    job_id: Mapped[str | None] = mapped_column(
+        ID, ForeignKey("jobs.id", ondelete="SET NULL"), default=None, index=True
+    )
+    after_task_index: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str] = mapped_column(String(34))
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    image_ids: Mapped[list[Any]] = mapped_column(default=list)
+    retention: Mapped[float | None] = mapped_column(Float, default=None)
+    features: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdminSession(Base):
+    """A browser session of the admin dashboard; the cookie holds the token, the row its sha256."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 TRAIN_TASK_NAME = "mnemo.train"
