@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -27,6 +28,51 @@ def test_held_out_combinations_never_appear_in_training_data():
     # every shape and every colour is still seen in other combinations
     assert {s for _, s in seen} == set(dataset.SHAPES)
     assert {c for c, _ in seen} == set(dataset.COLOUR_NAMES)
+
+
+def test_held_out_objects_never_appear_in_training_data_but_their_parts_do():
+    specs = [dataset.sample(0, i)[2] for i in range(6000)]
+    seen_objects = {spec.object for spec in specs}
+    assert not seen_objects & dataset.HELD_OUT_OBJECTS
+    assert len(dataset.HELD_OUT_OBJECTS) == 12
+    assert {spec.pattern for spec in specs} == set(dataset.PATTERNS)
+    solid = sum(spec.pattern == "solid" for spec in specs) / len(specs)
+    assert abs(solid - dataset.SOLID_P) < 0.03
+    for colour, colour2, pattern, shape in dataset.HELD_OUT_OBJECTS:
+        # each part of a held-out object is seen in other objects
+        assert any(s.pattern == pattern and s.shape == shape for s in specs)
+        assert any(s.pattern == pattern and s.colours == {colour, colour2} for s in specs)
+    assert all(spec.background not in spec.colours for spec in specs)
+
+
+def test_patterned_captions_name_both_colours_with_the_pattern_or_neither():
+    rng = random.Random(0)
+    spec = dataset.ShapeSpec("circle", "red", "blue", 20.0, (32.0, 32.0), 0.0, "striped", "white")
+    captions = {dataset.sample_caption(rng, spec) for _ in range(3000)}
+    assert "a photo of a red and white striped circle on a blue background" in captions
+    assert "a photo of a striped circle" in captions and "a photo of a circle" in captions
+    for caption in captions - {"", dataset.PRIOR_PROMPT}:
+        words = set(caption.split())
+        assert not words & (set(dataset.PATTERNS) - {"striped"})
+        assert not words & (set(dataset.COLOUR_NAMES) - {"red", "white", "blue"})
+        if words & {"red", "white"}:  # a colour is never named without the pattern
+            assert {"red", "white", "striped"} <= words, caption
+
+
+@pytest.mark.parametrize("pattern", dataset.PATTERNS[1:])
+def test_patterns_paint_the_second_colour_inside_the_shape_only(pattern):
+    spec = dataset.ShapeSpec("square", "red", "blue", 22.0, (32.0, 32.0), 0.0, pattern, "yellow")
+    pixels = np.asarray(dataset.render(spec, rng=random.Random(1))).astype(int)
+
+    def share(rgb, region):
+        return float((np.abs(region - np.array(rgb)).max(axis=-1) <= 30).mean())
+
+    inside, corner = pixels[20:44, 20:44], pixels[:6, :6]
+    assert 0.05 < share(dataset.COLOURS["yellow"], inside) < 0.7
+    assert share(dataset.COLOURS["red"], inside) > 0.2
+    assert share(dataset.BACKGROUNDS["blue"], corner) == 1.0
+    solid = dataclasses.replace(spec, pattern="solid", colour2=None)
+    assert share(dataset.COLOURS["yellow"], np.asarray(dataset.render(solid)).astype(int)) == 0.0
 
 
 def test_captions_describe_the_image_and_include_prior_and_empty():

@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = toy.add_parser(
         "train", help="train the toy backbone (VAE, then UNet + text encoder) from scratch"
     )
-    train.add_argument("--minutes", type=float, default=58.0, help="wall-clock budget of the whole run")
+    train.add_argument(
+        "--minutes", type=float, default=60.0, help="wall-clock budget of the backbone (VAE + UNet)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped weights/)")
     train.add_argument(
@@ -30,10 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--what",
         choices=("all", "backbone", "classifier"),
-        default="backbone",
-        help="which networks to train",
+        default="all",
+        help="which networks to train (all: the backbone, then the judge classifier, ~8 min more)",
     )
-    train.add_argument("--classifier-steps", type=int, default=1500)
+    train.add_argument("--classifier-steps", type=int, default=2500, help="judge classifier steps")
     train.add_argument(
         "--resume", type=Path, default=None, help="continue stage 2 (UNet + text encoder) of a trained folder"
     )
@@ -191,6 +193,13 @@ def _check(args: argparse.Namespace) -> int:
                     f"{name:9s} colour {part['colour_accuracy']:.1%}  shape {part['shape_accuracy']:.1%}  "
                     f"({part['images']} images)"
                 )
+        if "objects" in summary:
+            part = summary["objects"]
+            print(
+                f"objects   pattern {part['pattern_accuracy']:.1%}  colours {part['colours_accuracy']:.1%}  "
+                f"shape {part['shape_accuracy']:.1%}  recognised {part['recognition']:.1%}  "
+                f"({part['images']} images)"
+            )
         print(f"seconds per 64x64 image at {args.steps} steps: {summary['seconds_per_image']:.3f}")
         ceiling = summary["vae_ceiling"]
         print(f"judge on VAE reconstructions: colour {ceiling['colour']:.1%}  shape {ceiling['shape']:.1%}")

@@ -1,10 +1,13 @@
 """Quality check of the toy backbone (``mnemo toy check``).
 
 Generates images for colour x shape combinations that never appeared in training
-(``dataset.HELD_OUT``) and for some seen ones, with the engine's own sampler (DDIM +
-classifier-free guidance, ``core.engine.generate``) and an empty user state, and scores them
-with the toy classifier (trained only on the generator's ground truth). Also measures the
-seconds per generated 64x64 image.
+(``dataset.HELD_OUT``), for some seen ones, and for whole patterned objects that never
+appeared (``dataset.HELD_OUT_OBJECTS``, "a photo of a red and white ringed circle"), with the
+engine's own sampler (DDIM + classifier-free guidance, ``core.engine.generate``) and an empty
+user state, and scores them with the toy classifier (trained only on the generator's ground
+truth): colour and shape for the solid prompts, pattern, colours and recognition
+(``recognition.py``: every attribute right) for the objects. Also measures the seconds per
+generated 64x64 image.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from core.engine.toy import dataset
+from core.engine.toy.recognition import Attributes, summarise, verdicts
 
 QUICK_HELD_OUT = (("red", "star"), ("blue", "triangle"), ("purple", "square"), ("orange", "circle"))
 SEEN = (
@@ -32,32 +36,81 @@ SEEN = (
 )
 
 
+QUICK_OBJECTS = dataset.EVAL_OBJECTS[:4]
+GROUPS = ("held_out", "seen", "objects")
+
+
 @dataclass(frozen=True)
 class CheckPrompt:
     prompt: str
     colour: str
     shape: str
     background: str | None
-    held_out: bool
+    group: str  # one of GROUPS
+    pattern: str = "solid"
+    colour2: str | None = None
+
+    @property
+    def held_out(self) -> bool:
+        return self.group != "seen"
+
+    @property
+    def attributes(self) -> Attributes:
+        return Attributes.of_object((self.colour, self.colour2, self.pattern, self.shape))
 
 
 def check_prompts(*, quick: bool, per_combo: int, seed: int = 0) -> list[CheckPrompt]:
-    """Held-out (and, unless ``quick``, seen) combos; half the prompts name a background."""
+    """Held-out colour x shape and held-out objects (and, unless ``quick``, seen combos);
+    half the prompts name a background."""
     rng = random.Random(seed)
+    solid = [(c, None, "solid", s) for c, s in (QUICK_HELD_OUT if quick else sorted(dataset.HELD_OUT))]
+    groups = [(solid, "held_out")]
+    if not quick:
+        groups.append(([(c, None, "solid", s) for c, s in SEEN], "seen"))
+    groups.append((list(QUICK_OBJECTS if quick else sorted(dataset.HELD_OUT_OBJECTS)), "objects"))
     prompts: list[CheckPrompt] = []
-    groups = [(QUICK_HELD_OUT, True)] if quick else [(sorted(dataset.HELD_OUT), True), (SEEN, False)]
-    for combos, held in groups:
-        for colour, shape in combos:
+    for objects, group in groups:
+        for colour, colour2, pattern, shape in objects:
             for k in range(per_combo):
                 background = None
                 if k % 2 == 1:
-                    background = rng.choice([b for b in dataset.BACKGROUND_NAMES if b != colour])
-                prompts.append(
-                    CheckPrompt(
-                        dataset.full_caption(colour, shape, background), colour, shape, background, held
+                    background = rng.choice(
+                        [b for b in dataset.BACKGROUND_NAMES if b not in (colour, colour2)]
                     )
-                )
+                caption = dataset.full_caption(colour, shape, background, pattern=pattern, colour2=colour2)
+                prompts.append(CheckPrompt(caption, colour, shape, background, group, pattern, colour2))
     return prompts
+
+
+def _solid_summary(rows: list[tuple[CheckPrompt, dict]]) -> dict[str, Any]:
+    with_bg = [(p, pred) for p, pred in rows if p.background]
+    return {
+        "images": len(rows),
+        "combos": sorted({f"{p.colour} {p.shape}" for p, _ in rows}),
+        "colour_accuracy": round(sum(p.colour == pred["colour"] for p, pred in rows) / len(rows), 4),
+        "shape_accuracy": round(sum(p.shape == pred["shape"] for p, pred in rows) / len(rows), 4),
+        "background_accuracy": round(
+            sum(p.background == pred["background"] for p, pred in with_bg) / max(1, len(with_bg)), 4
+        ),
+    }
+
+
+def _object_summary(rows: list[tuple[CheckPrompt, dict]]) -> dict[str, Any]:
+    rates = summarise([verdicts([pred], p.attributes)[0] for p, pred in rows])
+    return {
+        "images": rates["images"],
+        "objects": sorted({p.attributes.describe() for p, _ in rows}),
+        "pattern_accuracy": rates["pattern"],
+        "shape_accuracy": rates["shape"],
+        "colours_accuracy": rates["colours"],
+        "recognition": rates["recognised"],
+    }
+
+
+def _correct(prompt: CheckPrompt, pred: dict) -> bool:
+    if prompt.group == "objects":
+        return verdicts([pred], prompt.attributes)[0]["recognised"]
+    return pred["colour"] == prompt.colour and pred["shape"] == prompt.shape
 
 
 def run_check(
@@ -116,27 +169,14 @@ def run_check(
         "seconds_per_image": round(seconds_per_image, 4),
         "seconds_per_image_batch8": round(seconds_per_image_batched, 4),
     }
-    for name, held in (("held_out", True), ("seen", False)):
-        rows = [(p, pred) for p, pred in zip(prompts, predictions, strict=True) if p.held_out == held]
-        if not rows:
-            continue
-        with_bg = [(p, pred) for p, pred in rows if p.background]
-        summary[name] = {
-            "images": len(rows),
-            "combos": sorted({f"{p.colour} {p.shape}" for p, _ in rows}),
-            "colour_accuracy": round(sum(p.colour == pred["colour"] for p, pred in rows) / len(rows), 4),
-            "shape_accuracy": round(sum(p.shape == pred["shape"] for p, pred in rows) / len(rows), 4),
-            "background_accuracy": round(
-                sum(p.background == pred["background"] for p, pred in with_bg) / max(1, len(with_bg)), 4
-            ),
-        }
+    for group in GROUPS:
+        rows = [(p, pred) for p, pred in zip(prompts, predictions, strict=True) if p.group == group]
+        if rows:
+            summary[group] = (_object_summary if group == "objects" else _solid_summary)(rows)
     if grid_path is not None:
-        labels = [f"{p.colour} {p.shape}{' / ' + p.background if p.background else ''}" for p in prompts]
-        verdicts = [
-            pred["colour"] == p.colour and pred["shape"] == p.shape
-            for p, pred in zip(prompts, predictions, strict=True)
-        ]
-        sample_grid(images, labels=labels, ok=verdicts, columns=per_combo * 2).save(grid_path)
+        labels = [p.attributes.describe() + (f" / {p.background}" if p.background else "") for p in prompts]
+        ok = [_correct(p, pred) for p, pred in zip(prompts, predictions, strict=True)]
+        sample_grid(images, labels=labels, ok=ok, columns=per_combo * 2).save(grid_path)
         summary["grid"] = str(grid_path)
     summary["vae_ceiling"] = vae_ceiling(backbone=backbone)
     return summary

@@ -1,7 +1,10 @@
-"""A small CNN that reads the ground truth of a toy image: shape, colour, background.
+"""A small CNN that reads the ground truth of a toy image: shape, colour, pattern, background.
 
-It is trained only on the procedural generator's labels (all colour x shape combinations,
-with blur/noise/colour augmentation so that it tolerates decoded diffusion samples), and
+Heads: ``shape``, ``colour`` (the object's first colour), ``pattern`` (``render.PATTERNS``),
+``background`` (softmax each) and ``colours`` (which colours are on the object: one sigmoid
+per colour, so the two colours of a patterned object are read without an order). It is
+trained only on the procedural generator's labels (every combination, the held-out objects
+included, with blur/noise/colour augmentation so that it tolerates decoded diffusion samples), and
 it is the judge of ``mnemo toy check``. Its penultimate activations (``features``, D =
 ``FEATURE_DIM``) are the offline feature space of the metrics (MMD, KID): semantic for the
 toy domain, honest about being nothing like CLIP.
@@ -23,6 +26,14 @@ from core.engine.toy import CLASSIFIER_PATH, dataset
 
 FEATURE_DIM = 128
 ALL_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in dataset.COLOUR_NAMES for s in dataset.SHAPES)
+NOTHING: frozenset = frozenset()  # the judge sees every object, the held-out ones included
+
+
+def colours_target(specs: Sequence[dataset.ShapeSpec]) -> torch.Tensor:
+    """[N, colours] multi-hot: 1 for each colour on the object."""
+    return torch.tensor(
+        [[float(c in s.colours) for c in dataset.COLOUR_NAMES] for s in specs], dtype=torch.float32
+    )
 
 
 class ToyClassifier(nn.Module):
@@ -59,6 +70,8 @@ class ToyClassifier(nn.Module):
         self.shape_head = nn.Linear(FEATURE_DIM, len(dataset.SHAPES))
         self.colour_head = nn.Linear(FEATURE_DIM, len(dataset.COLOUR_NAMES))
         self.background_head = nn.Linear(FEATURE_DIM, len(dataset.BACKGROUND_NAMES))
+        self.pattern_head = nn.Linear(FEATURE_DIM, len(dataset.PATTERNS))
+        self.colours_head = nn.Linear(FEATURE_DIM, len(dataset.COLOUR_NAMES))
 
     def features(self, x: torch.Tensor | Sequence[Image.Image]) -> torch.Tensor:
         """Penultimate features [N, FEATURE_DIM] of a [-1, 1] tensor or of PIL images."""
@@ -73,6 +86,8 @@ class ToyClassifier(nn.Module):
             "shape": self.shape_head(f),
             "colour": self.colour_head(f),
             "background": self.background_head(f),
+            "pattern": self.pattern_head(f),
+            "colours": self.colours_head(f),
         }
 
 
@@ -103,13 +118,17 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def train_classifier(
     *,
     seed: int = 0,
-    steps: int = 1500,
+    steps: int = 3000,
     batch: int = 32,
     lr: float = 2e-3,
     out: Path = CLASSIFIER_PATH,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train on fresh generator samples of every colour x shape; report held-aside accuracy."""
+    """Train on fresh generator samples of every object; report held-aside accuracy.
+
+    Loss: cross-entropy of shape, colour and pattern, half that of the background, and the
+    binary cross-entropy of the colours present (a multi-label target).
+    """
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -119,16 +138,19 @@ def train_classifier(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
+    multi_label = nn.BCEWithLogitsLoss()
     start = time.monotonic()
     bar = tqdm(range(steps), desc="classifier", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        images, _, specs = dataset.batch(seed + 500, step * batch, batch, combos=ALL_COMBOS)
+        images, _, specs = dataset.batch(seed + 500, step * batch, batch, combos=ALL_COMBOS, exclude=NOTHING)
         x = _augment(torch.from_numpy(images), generator)
         logits = model(x)
         loss = (
             loss_fn(logits["shape"], torch.tensor([s.shape_index for s in specs]))
             + loss_fn(logits["colour"], torch.tensor([s.colour_index for s in specs]))
+            + loss_fn(logits["pattern"], torch.tensor([s.pattern_index for s in specs]))
             + 0.5 * loss_fn(logits["background"], torch.tensor([s.background_index for s in specs]))
+            + multi_label(logits["colours"], colours_target(specs))
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -157,7 +179,7 @@ def evaluate_on_ground_truth(
     through: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Accuracy on ``n`` fresh generator images (no augmentation), first passed ``through`` a map if given."""
-    images, _, specs = dataset.batch(seed, 0, n, combos=ALL_COMBOS)
+    images, _, specs = dataset.batch(seed, 0, n, combos=ALL_COMBOS, exclude=NOTHING)
     with torch.no_grad():
         x = torch.from_numpy(images)
         logits = model(through(x) if through is not None else x)
@@ -166,11 +188,24 @@ def evaluate_on_ground_truth(
         truth = torch.tensor([getattr(s, attr) for s in specs])
         return float((logits[key].argmax(1) == truth).float().mean())
 
+    colours_read = [set(c) for c in read_colours(logits)]
     return {
         "shape": acc("shape", "shape_index"),
         "colour": acc("colour", "colour_index"),
+        "pattern": acc("pattern", "pattern_index"),
         "background": acc("background", "background_index"),
+        "colours": sum(c == s.colours for c, s in zip(colours_read, specs, strict=True)) / len(specs),
     }
+
+
+def read_colours(logits: dict[str, torch.Tensor]) -> list[tuple[str, ...]]:
+    """The colours on each object: the top one when the pattern head reads ``solid``, else the top two."""
+    solid = logits["pattern"].argmax(1) == dataset.PATTERNS.index("solid")
+    top = logits["colours"].topk(2, dim=1).indices.tolist()
+    return [
+        tuple(dataset.COLOUR_NAMES[j] for j in (row[:1] if is_solid else row))
+        for row, is_solid in zip(top, solid.tolist(), strict=True)
+    ]
 
 
 @lru_cache(maxsize=2)
@@ -200,11 +235,23 @@ def features(images: list[Image.Image], *, model: ToyClassifier | None = None) -
     return (model or load_toy_classifier()).features(list(images))
 
 
-def predict(images: list[Image.Image], *, model: ToyClassifier | None = None) -> list[dict[str, str]]:
-    """Predicted ``{"shape", "colour", "background"}`` names for each image."""
+def predict(images: list[Image.Image], *, model: ToyClassifier | None = None) -> list[dict[str, Any]]:
+    """Predicted ``{"shape", "colour", "pattern", "background"}`` names for each image, and
+    ``"colours"``: the set of colours read on the object (``read_colours``)."""
     model = model or load_toy_classifier()
+    if not images:
+        return []
     with torch.no_grad():
         logits = model(images_to_tensor(images))
-    names = {"shape": dataset.SHAPES, "colour": dataset.COLOUR_NAMES, "background": dataset.BACKGROUND_NAMES}
+    names = {
+        "shape": dataset.SHAPES,
+        "colour": dataset.COLOUR_NAMES,
+        "pattern": dataset.PATTERNS,
+        "background": dataset.BACKGROUND_NAMES,
+    }
     idx = {k: logits[k].argmax(1).tolist() for k in names}
-    return [{k: names[k][idx[k][i]] for k in names} for i in range(len(images))]
+    colours = read_colours(logits)
+    return [
+        {**{k: names[k][idx[k][i]] for k in names}, "colours": frozenset(colours[i])}
+        for i in range(len(images))
+    ]

@@ -1,30 +1,41 @@
-"""Procedural captioned 64x64 images: shapes x colours x backgrounds x sizes x positions.
+"""Procedural captioned 64x64 images: shapes x patterns x colours x backgrounds x poses.
 
 Every sample is a pure function of ``(seed, index)``, so the data set is generated on the
-fly, never stored, and identical on every machine. Some colour x shape combinations
-(``HELD_OUT``) never appear in training: the quality check (``mnemo toy check``) asks
-for them to measure compositional generalisation.
+fly, never stored, and identical on every machine. An object is a shape (``SHAPES``) in a
+first colour, plain (``solid``, 40 %) or carrying a pattern (stripes, rings, dots, checks or
+a smiley face; ``render.PATTERNS``) in a second colour, on a background of a third.
 
-Captions follow the templates of ``CAPTION_TEMPLATES`` ("a photo of a red circle on a
-blue background", "a red circle", ...); with probability ``GENERIC_P`` the caption is the
-toy's prior concept c0 ``PRIOR_PROMPT`` ("a photo of a shape"), and with ``EMPTY_P`` it is
-empty (for classifier-free guidance).
+Two kinds of combinations never appear in training:
+
+* ``HELD_OUT`` colour x shape pairs: ``mnemo toy check`` asks for them to measure
+  compositional generalisation of colour and shape words;
+* ``HELD_OUT_OBJECTS``, whole objects (colour, second colour, pattern, shape): the bundled
+  personal concepts (``concepts.py``) are drawn from these, so each is an object the toy
+  never saw as a whole but can compose from what it knows, as a user's dog is for SD.
+
+Captions name some attributes and not others, as real captions do: "a photo of a red and
+white striped circle on a blue background", "a striped circle", "a photo of a red shape",
+"a photo of a circle". With probability ``GENERIC_P`` the caption is the toy's prior concept
+c0 ``PRIOR_PROMPT`` ("a photo of a shape"), and with ``EMPTY_P`` it is empty (for
+classifier-free guidance).
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-IMAGE_SIZE = 64
-SUPERSAMPLE = 4
+from core.engine.toy.render import IMAGE_SIZE, PATTERNS, SUPERSAMPLE, draw_object, shape_polygon
+
+__all__ = ["IMAGE_SIZE", "PATTERNS", "SUPERSAMPLE", "shape_polygon"]
+
 PRIOR_PROMPT = "a photo of a shape"
 EMPTY_P = 0.10
 GENERIC_P = 0.10
+SOLID_P = 0.40
 # Object radius (pixels at 64x64), how far its centre may stray from the image centre, and
 # its rotation (degrees). Small pose ranges keep the caption informative at high noise.
 RADIUS_RANGE = (17.0, 24.0)
@@ -61,9 +72,28 @@ HELD_OUT: frozenset[tuple[str, str]] = frozenset(
 TRAIN_COMBOS: tuple[tuple[str, str], ...] = tuple(
     (c, s) for c in COLOUR_NAMES for s in SHAPES if (c, s) not in HELD_OUT
 )
+# (colour, second colour, pattern, shape): the bundled concepts' objects (concepts.py), the
+# first six for evaluation, the last six for tuning; none is ever drawn in training.
+EVAL_OBJECTS: tuple[tuple[str, str, str, str], ...] = (
+    ("red", "white", "ringed", "circle"),
+    ("blue", "yellow", "striped", "square"),
+    ("yellow", "black", "smiley", "circle"),
+    ("green", "white", "checkered", "triangle"),
+    ("purple", "orange", "dotted", "heart"),
+    ("orange", "blue", "striped", "cross"),
+)
+TUNING_OBJECTS: tuple[tuple[str, str, str, str], ...] = (
+    ("red", "black", "dotted", "circle"),
+    ("black", "white", "checkered", "square"),
+    ("black", "white", "striped", "triangle"),
+    ("blue", "yellow", "ringed", "star"),
+    ("orange", "black", "smiley", "heart"),
+    ("green", "yellow", "dotted", "cross"),
+)
+HELD_OUT_OBJECTS: frozenset[tuple[str, str, str, str]] = frozenset(EVAL_OBJECTS + TUNING_OBJECTS)
 
 COLOUR_ONLY = "a photo of {ac} shape"
-# (template, weight); {c} colour with article ("a red"/"an orange"), {s} shape, {b} background.
+# (template, weight); {ac} colour with article ("a red"/"an orange"), {s} shape, {b} background.
 CAPTION_TEMPLATES: tuple[tuple[str, float], ...] = (
     ("a photo of {ac} {s} on a {b} background", 4.0),
     ("{ac} {s} on a {b} background", 1.0),
@@ -71,6 +101,18 @@ CAPTION_TEMPLATES: tuple[tuple[str, float], ...] = (
     ("{ac} {s}", 1.0),
     ("a photo of a {s}", 1.0),
     (COLOUR_ONLY, 0.5),
+    ("a photo of a {s} on a {b} background", 0.5),
+)
+# Patterned objects: {c2} the second colour, {p} the pattern word. A caption that names a
+# colour names both colours and the pattern ("a red circle" stays a plain red circle).
+PATTERN_TEMPLATES: tuple[tuple[str, float], ...] = (
+    ("a photo of {ac} and {c2} {p} {s} on a {b} background", 3.0),
+    ("a photo of {ac} and {c2} {p} {s}", 2.5),
+    ("{ac} and {c2} {p} {s}", 1.0),
+    ("a photo of a {p} {s}", 1.5),
+    ("a photo of a {p} shape", 1.0),
+    ("a photo of {ac} and {c2} {p} shape", 0.5),
+    ("a photo of a {s}", 1.0),
     ("a photo of a {s} on a {b} background", 0.5),
 )
 
@@ -85,6 +127,8 @@ class ShapeSpec:
     radius: float  # pixels at 64x64
     centre: tuple[float, float]
     angle: float  # degrees
+    pattern: str = "solid"
+    colour2: str | None = None  # the pattern's colour; None when solid
 
     @property
     def shape_index(self) -> int:
@@ -98,26 +142,63 @@ class ShapeSpec:
     def background_index(self) -> int:
         return BACKGROUND_NAMES.index(self.background)
 
+    @property
+    def pattern_index(self) -> int:
+        return PATTERNS.index(self.pattern)
+
+    @property
+    def colours(self) -> frozenset[str]:
+        """Every colour on the object (one when solid, two when patterned)."""
+        return frozenset({self.colour, self.colour2} - {None})  # type: ignore[arg-type]
+
+    @property
+    def object(self) -> tuple[str, str | None, str, str]:
+        return (self.colour, self.colour2, self.pattern, self.shape)
+
 
 def with_article(colour: str) -> str:
     return f"an {colour}" if colour[0] in "aeiou" else f"a {colour}"
 
 
-def full_caption(colour: str, shape: str, background: str | None = None) -> str:
-    """The canonical prompt "a photo of a red circle [on a blue background]"."""
+def full_caption(
+    colour: str,
+    shape: str,
+    background: str | None = None,
+    *,
+    pattern: str = "solid",
+    colour2: str | None = None,
+) -> str:
+    """The canonical prompt "a photo of a red [and white striped] circle [on a blue background]"."""
+    what = with_article(colour) if pattern == "solid" else f"{with_article(colour)} and {colour2} {pattern}"
     if background is None:
-        return f"a photo of {with_article(colour)} {shape}"
-    return f"a photo of {with_article(colour)} {shape} on a {background} background"
+        return f"a photo of {what} {shape}"
+    return f"a photo of {what} {shape} on a {background} background"
 
 
-def sample_spec(rng: random.Random, *, combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS) -> ShapeSpec:
-    colour, shape = rng.choice(combos)
-    background = rng.choice([b for b in BACKGROUND_NAMES if b != colour])
+def _pose(rng: random.Random, shape: str) -> tuple[float, tuple[float, float], float]:
     radius = rng.uniform(*RADIUS_RANGE)
     offset = min(MAX_OFFSET, IMAGE_SIZE / 2 - radius - 2.0)
     centre = (IMAGE_SIZE / 2 + rng.uniform(-offset, offset), IMAGE_SIZE / 2 + rng.uniform(-offset, offset))
     angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION) if shape != "circle" else 0.0
-    return ShapeSpec(shape, colour, background, radius, centre, angle)
+    return radius, centre, angle
+
+
+def sample_spec(
+    rng: random.Random,
+    *,
+    combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
+    exclude: frozenset[tuple[str, str, str, str]] = HELD_OUT_OBJECTS,
+) -> ShapeSpec:
+    """A random object: colour x shape from ``combos``, solid or patterned, never one of ``exclude``."""
+    colour, shape = rng.choice(combos)
+    pattern, colour2 = "solid", None
+    if rng.random() >= SOLID_P:
+        pattern = rng.choice(PATTERNS[1:])
+        others = [c for c in COLOUR_NAMES if c != colour and (colour, c, pattern, shape) not in exclude]
+        colour2 = rng.choice(others)
+    background = rng.choice([b for b in BACKGROUND_NAMES if b not in (colour, colour2)])
+    radius, centre, angle = _pose(rng, shape)
+    return ShapeSpec(shape, colour, background, radius, centre, angle, pattern, colour2)
 
 
 def caption_templates(*, colour_only_weight: float | None = None) -> tuple[tuple[str, float], ...]:
@@ -132,89 +213,54 @@ def caption_templates(*, colour_only_weight: float | None = None) -> tuple[tuple
 def sample_caption(
     rng: random.Random, spec: ShapeSpec, *, templates: tuple[tuple[str, float], ...] = CAPTION_TEMPLATES
 ) -> str:
+    """A caption of ``spec``: ``templates`` for a solid object, ``PATTERN_TEMPLATES`` otherwise."""
     roll = rng.random()
     if roll < EMPTY_P:
         return ""
     if roll < EMPTY_P + GENERIC_P:
         return PRIOR_PROMPT
-    texts, weights = zip(*templates, strict=True)
+    texts, weights = zip(*(templates if spec.pattern == "solid" else PATTERN_TEMPLATES), strict=True)
     template = rng.choices(texts, weights=weights)[0]
-    return template.format(ac=with_article(spec.colour), s=spec.shape, b=spec.background)
+    return template.format(
+        ac=with_article(spec.colour), c2=spec.colour2, p=spec.pattern, s=spec.shape, b=spec.background
+    )
 
 
 def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int = 12) -> tuple[int, int, int]:
     return tuple(max(0, min(255, v + rng.randint(-amount, amount))) for v in rgb)  # type: ignore[return-value]
 
 
-def shape_polygon(shape: str, *, centre: tuple[float, float], radius: float, angle: float) -> list:
-    """Vertices of ``shape`` (circle excluded) in the coordinate frame of ``centre``."""
-    cx, cy = centre
-    if shape == "square":
-        pts = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
-        pts = [(x * 0.8, y * 0.8) for x, y in pts]
-    elif shape == "triangle":
-        pts = [(math.cos(a), math.sin(a)) for a in (math.radians(-90 + 120 * k) for k in range(3))]
-        pts = [(x, y + 0.2) for x, y in pts]
-    elif shape == "star":
-        pts = []
-        for k in range(10):
-            r = 1.0 if k % 2 == 0 else 0.42
-            a = math.radians(-90 + 36 * k)
-            pts.append((r * math.cos(a), r * math.sin(a)))
-    elif shape == "cross":
-        w = 0.33
-        pts = [
-            (-w, -1),
-            (w, -1),
-            (w, -w),
-            (1, -w),
-            (1, w),
-            (w, w),
-            (w, 1),
-            (-w, 1),
-            (-w, w),
-            (-1, w),
-            (-1, -w),
-            (-w, -w),
-        ]
-    elif shape == "heart":
-        pts = []
-        for k in range(48):
-            t = 2 * math.pi * k / 48
-            x = 16 * math.sin(t) ** 3
-            y = 13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)
-            pts.append((x / 17.0, -y / 17.0 + 0.1))
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    rad = math.radians(angle)
-    cos, sin = math.cos(rad), math.sin(rad)
-    return [(cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in pts]
-
-
 def render(spec: ShapeSpec, *, rng: random.Random | None = None) -> Image.Image:
-    """Draw ``spec`` antialiased (supersampled) as a 64x64 RGB image."""
+    """Draw ``spec`` antialiased as a 64x64 RGB image (``render.draw_object``), colours jittered."""
     rng = rng or random.Random(0)
-    s = SUPERSAMPLE
-    big = Image.new("RGB", (IMAGE_SIZE * s, IMAGE_SIZE * s), _jitter(BACKGROUNDS[spec.background], rng))
-    draw = ImageDraw.Draw(big)
-    fill = _jitter(COLOURS[spec.colour], rng)
-    centre = (spec.centre[0] * s, spec.centre[1] * s)
-    if spec.shape == "circle":
-        r = spec.radius * 0.9 * s
-        draw.ellipse([centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r], fill=fill)
-    else:
-        draw.polygon(
-            shape_polygon(spec.shape, centre=centre, radius=spec.radius * s, angle=spec.angle), fill=fill
-        )
-    return big.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+    background = _jitter(BACKGROUNDS[spec.background], rng)
+    base = _jitter(COLOURS[spec.colour], rng)
+    fill = _jitter(COLOURS[spec.colour2], rng) if spec.colour2 else base
+    return draw_object(
+        shape=spec.shape,
+        pattern=spec.pattern,
+        base=base,
+        fill=fill,
+        background=background,
+        radius=spec.radius,
+        centre=spec.centre,
+        angle=spec.angle,
+    )
+
+
+Objects = frozenset[tuple[str, str, str, str]]
 
 
 def sample(
-    seed: int, index: int, *, combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS
+    seed: int,
+    index: int,
+    *,
+    combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
+    exclude: Objects = HELD_OUT_OBJECTS,
 ) -> tuple[Image.Image, str, ShapeSpec]:
     """The ``index``-th sample of the data set with seed ``seed``: (image, caption, ground truth)."""
     rng = random.Random(f"{seed}:{index}")
-    spec = sample_spec(rng, combos=combos)
+    spec = sample_spec(rng, combos=combos, exclude=exclude)
     image = render(spec, rng=rng)
     return image, sample_caption(rng, spec), spec
 
@@ -226,9 +272,14 @@ def to_array(images: list[Image.Image]) -> np.ndarray:
 
 
 def batch(
-    seed: int, start: int, size: int, *, combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS
+    seed: int,
+    start: int,
+    size: int,
+    *,
+    combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
+    exclude: Objects = HELD_OUT_OBJECTS,
 ) -> tuple[np.ndarray, list[str], list[ShapeSpec]]:
     """``size`` consecutive samples as a [-1, 1] array, their captions and specs."""
-    items = [sample(seed, start + i, combos=combos) for i in range(size)]
+    items = [sample(seed, start + i, combos=combos, exclude=exclude) for i in range(size)]
     images, captions, specs = zip(*items, strict=True)
     return to_array(list(images)), list(captions), list(specs)

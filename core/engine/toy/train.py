@@ -39,16 +39,17 @@ from core.engine.toy.architecture import TOY, ToyArchitecture
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    minutes: float = 58.0
+    minutes: float = 60.0
     threads: int = 1
     vae_fraction: float = 0.27
-    vae_steps: int = 1000
+    vae_steps: int = 1500
     vae_batch: int = 8
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
-    pool_size: int = 4096
+    # Patterned objects (dataset.PATTERNS) need a larger pool of encoded images than solid ones.
+    pool_size: int = 16384
     scale_images: int = 512
-    unet_steps: int = 4800
+    unet_steps: int = 6000
     unet_batch: int = 32
     # Train on the VAE's posterior means instead of samples: the samples' per-element noise
     # (std ~0.2 of the scaled latents) is an irreducible part of the loss at low t.
