@@ -1,26 +1,42 @@
-"""``mnemo bench personalization``: learn unseen concepts on the toy backbone, before/after MMD.
+"""``mnemo bench personalization``: learn unseen concepts on the toy backbone, recognised or not.
 
-For each concept (bundled ``core.engine.toy.concepts``: drawn novel objects and scikit-image
-photographs), one task of ``run_task`` with the default method and the ``toy`` preset,
-exactly as the service runs it. Reports the seconds per task (phases included; the shared
-prior set c0 is generated once beforehand and timed separately, as the service caches it per
-backbone) and the paper's MMD (App. E, biased MMD² with the quadratic kernel) in the feature
-space of the toy classifier between
+For each concept (bundled ``core.engine.toy.concepts``: the drawn evaluation objects, the
+drawn tuning objects, scikit-image photographs), one task of ``run_task`` with the default
+method and the ``toy`` preset, exactly as the service runs it, from an empty user state.
+Then ``--n-eval`` generations of "a photo of <concept>" and of the base model's "a photo of a
+<class word>" are scored two ways:
 
-* the concept's images and ``--n-eval`` generations of "a photo of <concept>" after the task;
-* the concept's images and the base model's generations of "a photo of a <class word>".
+* **recognition** (drawn concepts): the share of images in which the judge reads every
+  attribute of the concept (shape, pattern, colours; ``core.engine.toy.recognition``);
+* the paper's MMD (App. E, unbiased MMD² with the quadratic kernel) in the toy classifier's
+  feature space, against the concept's own images.
 
-Personalization works when the first is clearly smaller. Writes a grid (rows per concept:
-real images, base class-word images, <concept> images) and, with ``--json``, prints JSON.
+Personalization works when ``<concept>`` is recognised far more often than the class word.
+``--lora-lr``, ``--token-lr`` and ``--steps`` take comma-separated lists: every combination is
+run (a schedule sweep; pick it on ``--concepts tuning``, never on the evaluation set).
+Reports the seconds per task (the shared prior set c0 is generated once beforehand and timed
+separately, as the service caches it per backbone). Writes ``personalization.json`` and a
+grid (rows per concept: real images, base class-word images, <concept> images, of the first
+setting) into ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,19 +45,106 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", default=None, help="engine preset (default: toy; tiny for the tiny backbone)"
     )
     parser.add_argument(
-        "--concepts", default="smiley", help="comma-separated bundled concept names, or 'all'"
+        "--concepts",
+        default="smiley",
+        help="comma-separated bundled concept names, 'all' (evaluation set + photos), 'drawn' or 'tuning'",
     )
     parser.add_argument("--method", default=None, help="continual method (default: the engine's default)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps of the task (preset default)")
-    parser.add_argument("--lora-lr", type=float, default=None, help="LoRA learning rate (preset default)")
-    parser.add_argument("--token-lr", type=float, default=None, help="new-token learning rate (preset)")
-    parser.add_argument("--n-eval", type=int, default=16, help="generated images per prompt")
+    parser.add_argument("--steps", type=_ints, default=(), help="training steps per task, e.g. 120,240")
+    parser.add_argument("--lora-lr", type=_floats, default=(), help="LoRA learning rates, e.g. 1e-3,3e-3")
+    parser.add_argument("--token-lr", type=_floats, default=(), help="new-token learning rates, e.g. 1e-2")
+    parser.add_argument("--n-eval", type=int, default=24, help="generated images per prompt")
     parser.add_argument("--gen-steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--features", default="toy-classifier", help="feature extractor of the MMD")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/personalization"))
+
+
+def select_concepts(spec: str) -> list:
+    """Bundled concepts named by ``spec`` ('all', 'drawn', 'tuning' or comma-separated names)."""
+    from core.engine.toy.concepts import get_concept, sample_concepts, tuning_concepts
+
+    if spec == "all":
+        return sample_concepts()
+    if spec == "drawn":
+        return sample_concepts(photos=False)
+    if spec == "tuning":
+        return tuning_concepts()
+    try:
+        return [get_concept(name.strip()) for name in spec.split(",") if name.strip()]
+    except KeyError as error:
+        raise SystemExit(str(error)) from error
+
+
+def settings(args: argparse.Namespace, base) -> list:
+    """Every (steps, LoRA lr, token lr) combination asked for, as engine configs."""
+    grid = itertools.product(args.steps or (None,), args.lora_lr or (None,), args.token_lr or (None,))
+    configs = []
+    for steps, lora_lr, token_lr in grid:
+        overrides = {"train_steps": steps, "lora_lr": lora_lr, "token_lr": token_lr}
+        configs.append(base.with_(seed=args.seed, **{k: v for k, v in overrides.items() if v is not None}))
+    return configs
+
+
+def evaluate_concept(*, concept, config, method: str, sample, extractor, prior_dir: Path, backbone, k: int):
+    """One task on ``concept`` from an empty state; its row and the images generated."""
+    from core.engine.metrics import mmd
+    from core.engine.state import UserState
+    from core.engine.task import run_task
+    from core.engine.toy.recognition import recognition
+
+    real = extractor(concept.images)
+    base_prompt = f"a photo of a {concept.class_word}"
+    base_images = sample(UserState.empty(), base_prompt, config.seed * 1000 + k)
+    start = time.perf_counter()
+    result = run_task(
+        backbone=backbone,
+        state=UserState.empty(),
+        concept=concept.name,
+        class_word=concept.class_word,
+        images=concept.images,
+        method=method,
+        config=config,
+        prior_cache_dir=prior_dir,
+    )
+    task_seconds = time.perf_counter() - start
+    token = f"<{concept.name}>"
+    concept_images = sample(result.state, f"a photo of {token}", config.seed * 1000 + k)
+    row: dict[str, Any] = {
+        "concept": concept.name,
+        "class_word": concept.class_word,
+        "images": len(concept.images),
+        "task_seconds": round(task_seconds, 2),
+        "phase_seconds": {p: round(s, 2) for p, s in result.seconds.items()},
+        "mmd_concept_prompt": mmd(real, extractor(concept_images)),
+        "mmd_base_class_word": mmd(real, extractor(base_images)),
+    }
+    if concept.attributes is not None:
+        row["recognition_concept_prompt"] = recognition(concept_images, concept.attributes)
+        row["recognition_base_class_word"] = recognition(base_images, concept.attributes)
+    return row, base_prompt, base_images, token, concept_images
+
+
+def _setting_summary(config, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    judged = [r for r in rows if "recognition_concept_prompt" in r]
+    summary: dict[str, Any] = {
+        "train_steps": config.train_steps,
+        "lora_lr": config.lora_lr,
+        "token_lr": config.token_lr,
+        "mean_task_seconds": round(sum(r["task_seconds"] for r in rows) / len(rows), 2),
+        "concepts_closer_mmd": sum(r["mmd_concept_prompt"] < r["mmd_base_class_word"] for r in rows),
+        "concepts": rows,
+    }
+    if judged:
+        summary["mean_recognition_concept_prompt"] = round(
+            sum(r["recognition_concept_prompt"]["recognised"] for r in judged) / len(judged), 4
+        )
+        summary["mean_recognition_base_class_word"] = round(
+            sum(r["recognition_base_class_word"]["recognised"] for r in judged) / len(judged), 4
+        )
+    return summary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,38 +154,25 @@ def run(args: argparse.Namespace) -> int:
     from core.engine.config import PRESETS
     from core.engine.generate import generate
     from core.engine.methods import DEFAULT_METHOD
-    from core.engine.metrics import mmd
     from core.engine.metrics.features import load_feature_extractor
     from core.engine.prior import prior_latents
-    from core.engine.state import UserState
-    from core.engine.task import run_task
     from core.engine.toy.check import sample_grid
-    from core.engine.toy.concepts import sample_concepts
 
     if args.threads:
         torch.set_num_threads(args.threads)
     method = args.method or DEFAULT_METHOD
-    config = PRESETS[args.preset or ("tiny" if args.backbone == "tiny" else "toy")]
-    overrides = {"train_steps": args.steps, "lora_lr": args.lora_lr, "token_lr": args.token_lr}
-    config = config.with_(seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
-    bundled = {c.name: c for c in sample_concepts()}
-    names = (
-        list(bundled)
-        if args.concepts == "all"
-        else [n.strip() for n in args.concepts.split(",") if n.strip()]
-    )
-    unknown = [n for n in names if n not in bundled]
-    if unknown:
-        raise SystemExit(f"unknown concepts {unknown}; bundled: {', '.join(bundled)}")
+    base = PRESETS[args.preset or ("tiny" if args.backbone == "tiny" else "toy")]
+    configs = settings(args, base)
+    concepts = select_concepts(args.concepts)
     args.out.mkdir(parents=True, exist_ok=True)
     backbone = load_backbone(args.backbone)
     extractor = load_feature_extractor(args.features)
     prior_dir = args.out / "prior_cache"
     start = time.perf_counter()
-    prior_latents(backbone, config=config, cache_dir=prior_dir)
+    prior_latents(backbone, config=configs[0], cache_dir=prior_dir)
     prior_seconds = time.perf_counter() - start
 
-    def sample(state: UserState, prompt: str, seed: int) -> list:
+    def sample(state, prompt: str, seed: int) -> list:
         return generate(
             backbone=backbone,
             state=state,
@@ -93,72 +183,83 @@ def run(args: argparse.Namespace) -> int:
             seed=seed,
         )
 
-    rows: list[dict[str, Any]] = []
-    grid_images, grid_labels = [], []
-    for k, name in enumerate(names):
-        concept = bundled[name]
-        real = extractor(concept.images)
-        base_prompt = f"a photo of a {concept.class_word}"
-        base_images = sample(UserState.empty(), base_prompt, args.seed * 1000 + k)
-        start = time.perf_counter()
-        result = run_task(
-            backbone=backbone,
-            state=UserState.empty(),
-            concept=name,
-            class_word=concept.class_word,
-            images=concept.images,
-            method=method,
-            config=config,
-            prior_cache_dir=prior_dir,
-        )
-        task_seconds = time.perf_counter() - start
-        token = f"<{name}>"
-        concept_images = sample(result.state, f"a photo of {token}", args.seed * 1000 + k)
-        row = {
-            "concept": name,
-            "class_word": concept.class_word,
-            "images": len(concept.images),
-            "task_seconds": round(task_seconds, 2),
-            "phase_seconds": {p: round(s, 2) for p, s in result.seconds.items()},
-            "mmd_concept_prompt": mmd(real, extractor(concept_images)),
-            "mmd_base_class_word": mmd(real, extractor(base_images)),
-        }
-        row["mmd_ratio"] = row["mmd_concept_prompt"] / max(row["mmd_base_class_word"], 1e-12)
-        rows.append(row)
-        shown = min(8, args.n_eval)
-        for label, images in (("real", concept.images), (base_prompt, base_images), (token, concept_images)):
-            padded = list(images[:shown]) + [images[0].copy()] * max(0, shown - len(images))
-            grid_images += padded[:shown]
-            grid_labels += [label if label != "real" else f"{name} (real)"] * shown
+    results, grid_images, grid_labels = [], [], []
+    shown = min(8, args.n_eval)
+    total = len(configs) * len(concepts)
+    for s, config in enumerate(configs):
+        rows = []
+        for k, concept in enumerate(concepts):
+            row, base_prompt, base_images, token, concept_images = evaluate_concept(
+                concept=concept,
+                config=config,
+                method=method,
+                sample=sample,
+                extractor=extractor,
+                prior_dir=prior_dir,
+                backbone=backbone,
+                k=k,
+            )
+            rows.append(row)
+            _print_row(row, done=s * len(concepts) + k + 1, total=total, config=config)
+            if s == 0:
+                for label, images in (
+                    (f"{concept.name} (real)", concept.images),
+                    (base_prompt, base_images),
+                    (token, concept_images),
+                ):
+                    padded = list(images[:shown]) + [images[0].copy()] * max(0, shown - len(images))
+                    grid_images += padded[:shown]
+                    grid_labels += [label] * shown
+        results.append(_setting_summary(config, rows))
     grid_path = args.out / "personalization.png"
-    sample_grid(grid_images, labels=grid_labels, columns=min(8, args.n_eval)).save(grid_path)
+    sample_grid(grid_images, labels=grid_labels, columns=shown).save(grid_path)
     summary = {
+        "command": "mnemo bench personalization " + " ".join(_argv(args)),
         "backbone": args.backbone,
+        "backbone_digest": backbone.base_digest,
         "method": method,
-        "train_steps": config.train_steps,
-        "lora_lr": config.lora_lr,
-        "token_lr": config.token_lr,
         "features": getattr(extractor, "name", args.features),
-        "mmd": "biased MMD^2, quadratic kernel (paper App. E)",
+        "mmd": "unbiased MMD^2, quadratic kernel (paper App. E)",
+        "recognition": "judge reads shape, pattern and colours all right (core.engine.toy.recognition)",
         "n_eval": args.n_eval,
         "gen_steps": args.gen_steps,
         "guidance": args.guidance,
         "threads": torch.get_num_threads(),
         "prior_seconds": round(prior_seconds, 2),
-        "mean_task_seconds": round(sum(r["task_seconds"] for r in rows) / len(rows), 2),
-        "concepts_closer": sum(r["mmd_concept_prompt"] < r["mmd_base_class_word"] for r in rows),
-        "concepts": rows,
+        "settings": results,
         "grid": str(grid_path),
     }
     (args.out / "personalization.json").write_text(json.dumps(summary, indent=2))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        for r in rows:
+        for result in results:
             print(
-                f"{r['concept']:20s} task {r['task_seconds']:6.1f}s  "
-                f"MMD <concept> {r['mmd_concept_prompt']:.4g}  "
-                f"MMD base '{r['class_word']}' {r['mmd_base_class_word']:.4g}  ratio {r['mmd_ratio']:.2f}"
+                f"steps {result['train_steps']} lora {result['lora_lr']:g} token {result['token_lr']:g}: "
+                f"recognised {result.get('mean_recognition_concept_prompt', float('nan')):.1%} "
+                f"(class word {result.get('mean_recognition_base_class_word', float('nan')):.1%}), "
+                f"{result['mean_task_seconds']:.1f} s per task"
             )
         print(f"grid: {grid_path}")
     return 0
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    parts = [f"--concepts {args.concepts}", f"--n-eval {args.n_eval}", f"--seed {args.seed}"]
+    for flag, values in (("--steps", args.steps), ("--lora-lr", args.lora_lr), ("--token-lr", args.token_lr)):
+        if values:
+            parts.append(f"{flag} {','.join(f'{v:g}' for v in values)}")
+    return parts
+
+
+def _print_row(row: dict[str, Any], *, done: int, total: int, config) -> None:
+    """One progress line per task on stderr (plain text: readable in a log file too)."""
+    recognised = row.get("recognition_concept_prompt", {}).get("recognised")
+    base = row.get("recognition_base_class_word", {}).get("recognised")
+    judged = f"recognised {recognised:.0%} (class word {base:.0%})  " if recognised is not None else ""
+    print(
+        f"[{done}/{total}] lora {config.lora_lr:g} token {config.token_lr:g} steps {config.train_steps}  "
+        f"{row['concept']:20s} {judged}task {row['task_seconds']:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )

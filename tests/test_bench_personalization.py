@@ -8,18 +8,27 @@ from core.cli.main import build_parser
 from core.engine.config import TOY
 
 
-def test_bench_personalization_uses_the_given_rates_and_compares_with_the_class_word(capsys, tmp_path):
+def test_bench_personalization_sweeps_the_given_rates_and_judges_recognition(capsys, tmp_path):
     args = build_parser().parse_args(
-        ["bench", "personalization", "--backbone", "tiny", "--preset", "toy", "--concepts", "smiley",
-         "--steps", "2", "--n-eval", "2", "--gen-steps", "2", "--lora-lr", "1e-4", "--out", str(tmp_path),
-         "--json"]
+        ["bench", "personalization", "--backbone", "tiny", "--preset", "toy", "--concepts", "smiley,chelsea",
+         "--steps", "2", "--n-eval", "2", "--gen-steps", "2", "--lora-lr", "1e-4,2e-4",
+         "--out", str(tmp_path), "--json"]
     )  # fmt: skip
     assert args.handler(args) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["train_steps"] == 2
-    assert summary["lora_lr"] == 1e-4 and summary["token_lr"] == TOY.token_lr
-    (row,) = summary["concepts"]
-    assert row["concept"] == "smiley" and row["class_word"] == "circle"
-    assert row["mmd_concept_prompt"] >= 0 and row["mmd_base_class_word"] >= 0
-    assert summary["concepts_closer"] == int(row["mmd_concept_prompt"] < row["mmd_base_class_word"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert "[4/4]" in captured.err  # one progress line per task, on stderr
+    first, second = summary["settings"]
+    assert (first["lora_lr"], second["lora_lr"]) == (1e-4, 2e-4)
+    assert first["train_steps"] == 2 and first["token_lr"] == TOY.token_lr
+    smiley, chelsea = first["concepts"]
+    assert smiley["concept"] == "smiley" and smiley["class_word"] == "circle"
+    assert 0.0 <= smiley["recognition_concept_prompt"]["recognised"] <= 1.0
+    assert smiley["recognition_base_class_word"]["images"] == 2
+    assert "recognition_concept_prompt" not in chelsea  # a photograph: the judge cannot read it
+    assert first["mean_recognition_concept_prompt"] == smiley["recognition_concept_prompt"]["recognised"]
+    assert first["concepts_closer_mmd"] == sum(
+        r["mmd_concept_prompt"] < r["mmd_base_class_word"] for r in first["concepts"]
+    )
+    assert summary["backbone_digest"] and summary["command"].startswith("mnemo bench personalization")
     assert (tmp_path / "personalization.png").stat().st_size > 0

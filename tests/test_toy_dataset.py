@@ -115,3 +115,19 @@ def test_batch_is_in_vae_range():
     assert images.shape == (4, 3, 64, 64) and images.dtype == np.float32
     assert images.min() >= -1.0 and images.max() <= 1.0
     assert len(captions) == len(specs) == 4
+
+
+def test_two_object_scenes_are_captioned_left_then_right_and_drawn_apart():
+    rng = random.Random(5)
+    spec = dataset.sample_spec(rng, pair_p=1.0)
+    assert spec.partner is not None and spec.partner.background == spec.background
+    assert spec.centre[0] < 32 < spec.partner.centre[0]
+    captions = {dataset.sample_caption(rng, spec) for _ in range(400)} - {"", dataset.PRIOR_PROMPT}
+    assert captions and all(
+        dataset.describe(spec) + " and " + dataset.describe(spec.partner) in c for c in captions
+    )
+    pairs = sum(dataset.sample(0, i)[2].partner is not None for i in range(2000)) / 2000
+    assert abs(pairs - dataset.PAIR_P) < 0.03
+    image = np.asarray(dataset.render(spec, rng=rng)).astype(int)
+    gap = image[28:36, 31:33]  # between the two objects: background only
+    assert np.abs(gap - dataset.BACKGROUNDS[spec.background]).max() <= 24

@@ -8,8 +8,16 @@ import random
 import pytest
 
 from core.engine.toy import dataset
+from core.engine.toy.classifier import predict
 from core.engine.toy.concepts import sample_concepts
-from core.engine.toy.recognition import Attributes, object_attributes, recognition, summarise, verdicts
+from core.engine.toy.recognition import (
+    Attributes,
+    halves,
+    object_attributes,
+    recognition,
+    summarise,
+    verdicts,
+)
 
 BULLSEYE = Attributes(shape="circle", pattern="ringed", colours=frozenset({"red", "white"}))
 
@@ -60,3 +68,21 @@ def test_the_judge_recognises_rendered_concepts_and_rejects_other_objects(judge)
     others = [s for s in others if s.shape == "circle" or s.pattern == "ringed"]
     images = [dataset.render(s, rng=rng) for s in others if object_attributes(s) != BULLSEYE]
     assert recognition(images, BULLSEYE, model=judge)["recognised"] <= 0.05
+
+
+def test_the_judge_reads_both_objects_of_a_two_object_image_from_its_halves(judge):
+    rng = random.Random(3)
+    specs = [dataset.sample_spec(rng, exclude=frozenset(), pair_p=1.0) for _ in range(48)]
+    lefts, rights = zip(*(halves(dataset.render(s, rng=rng)) for s in specs), strict=True)
+    left_ok = [
+        verdicts([p], object_attributes(s))[0]["recognised"]
+        for p, s in zip(predict(list(lefts), model=judge), specs, strict=True)
+    ]
+    right_ok = [
+        verdicts([p], object_attributes(s.partner))[0]["recognised"]
+        for p, s in zip(predict(list(rights), model=judge), specs, strict=True)
+    ]
+    assert sum(left_ok) / len(specs) >= 0.7 and sum(right_ok) / len(specs) >= 0.7, (
+        sum(left_ok),
+        sum(right_ok),
+    )

@@ -3,11 +3,17 @@
 1. a fresh data directory, ``db upgrade`` and a user (its key stays in this process);
 2. ``mnemo serve`` in the background: the HTTP API and a real Celery worker process
    (SQLite, the server-less SQLAlchemy broker, the toy backbone);
-3. three bundled sample concepts uploaded one after another over HTTP; progress bars follow
-   their jobs while the worker learns them in order (task 1, 2, 3: one continual LoRA);
-4. images generated with each token and with two tokens in one prompt, saved with a grid;
-5. a per-concept table (token, task index, seconds, final loss, when the raw images were
-   deleted) and a check that no raw upload is left in the data directory.
+3. three bundled sample concepts uploaded one at a time over HTTP (6 images each); a progress
+   bar follows each job while the worker learns it (task 1, 2, 3: one continual LoRA);
+4. after each task, ``EVAL_IMAGES`` images of every token learned so far, generated through
+   ``POST /v1/generate`` with a fixed seed and scored by the toy's judge (recognition: shape,
+   pattern and colours all read right; ``core.engine.toy.recognition``), so the printout shows
+   each concept being learned and then kept;
+5. after the last task, two tokens in one prompt (each half of the image judged);
+6. a grid (the first concept right after its task and at the end, every token at the end, the
+   two-token prompt), the recognition table by task (also ``recognition.json``), a per-concept
+   table (token, task index, seconds, final loss, when the raw images were deleted) and a check
+   that no raw upload is left in the data directory.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from core.cli import processes
 
 FINAL = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 0.5
-SAMPLES_PER_PROMPT = 2
+EVAL_IMAGES = 8  # per token after each task (recognition); the grid shows GRID_IMAGES of them
+GRID_IMAGES = 4
 GENERATE_STEPS = 25
 CELL = 128
 BAR_FORMAT = "{desc:<28} |{bar:30}| {n_fmt:>4}/{total_fmt:<4}{postfix}"
@@ -40,8 +47,13 @@ class DemoConcept:
     class_word: str
     description: str
     images: list[Any]
+    attributes: Any = None
     job_id: str = ""
     concept_id: str = ""
+
+    @property
+    def token(self) -> str:
+        return f"<{self.name}>"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -81,19 +93,24 @@ def run_demo(args: argparse.Namespace) -> int:
         processes.wait_http_ok(f"{base_url}/readyz", timeout=120, process=serve)
         print(f"service up at {base_url} (API + worker; log: {log_path})")
         with httpx.Client(base_url=base_url, headers=headers, timeout=60.0) as http:
-            concepts = _upload_samples(http, count=args.concepts, steps=args.steps)
+            concepts = _samples(count=args.concepts)
             deadline = started + args.timeout
-            jobs = _follow(http, concepts, deadline=deadline, serve=serve, log_path=log_path)
-            failed = [c.name for c in concepts if jobs[c.job_id]["state"] != "succeeded"]
-            if failed:
-                for concept in concepts:
-                    job = jobs[concept.job_id]
-                    if job["state"] != "succeeded":
-                        print(f"  {concept.name}: {job['state']}: {job.get('error')}", file=sys.stderr)
-                return 1
-            rows = _generate(http, concepts)
+            jobs: dict[str, dict[str, Any]] = {}
+            scores: list[dict[str, Score]] = []  # per task: token -> its images and recognition
+            for task, concept in enumerate(concepts, start=1):
+                _upload(http, concept, steps=args.steps)
+                jobs.update(_follow(http, [concept], deadline=deadline, serve=serve, log_path=log_path))
+                job = jobs[concept.job_id]
+                if job["state"] != "succeeded":
+                    print(f"  {concept.name}: {job['state']}: {job.get('error')}", file=sys.stderr)
+                    return 1
+                scores.append({c.token: _score(http, c) for c in concepts[:task]})
+                _print_after_task(task, concept, scores[-1])
+            pair = _score_pair(http, concepts) if len(concepts) >= 2 else None
             out = args.out.expanduser().resolve()
-            grid = _write_grid(out, concepts, rows)
+            grid = _write_grid(out, concepts, _grid_rows(concepts, scores, pair))
+            _print_recognition(concepts, scores, pair)
+            _write_recognition(out, concepts, scores, pair)
             _print_table(http, concepts, jobs)
             remaining = sum(1 for p in (data_dir / "uploads").rglob("*") if p.is_file())
             print(f"\nraw images left in {data_dir / 'uploads'}: {remaining} files")
@@ -114,33 +131,30 @@ def _fresh_data_dir(path: Path | None) -> Path:
     return path
 
 
-def _upload_samples(http: httpx.Client, *, count: int, steps: int | None) -> list[DemoConcept]:
+def _samples(*, count: int) -> list[DemoConcept]:
     from core.engine.toy.concepts import sample_concepts
 
-    concepts = [
-        DemoConcept(s.name, s.class_word, s.description, s.images)
+    return [
+        DemoConcept(s.name, s.class_word, s.description, s.images, s.attributes)
         for s in sample_concepts(photos=False)[:count]
     ]
-    for concept in concepts:
-        files = []
-        for index, image in enumerate(concept.images):
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            files.append(("images", (f"{concept.name}-{index}.png", buffer.getvalue(), "image/png")))
-        data = {"name": concept.name, "class_word": concept.class_word}
-        if steps:
-            data["steps"] = str(steps)
-        response = http.post("/v1/concepts", data=data, files=files)
-        if response.status_code != 202:
-            raise SystemExit(
-                f"error: upload of {concept.name} refused: {response.status_code} {response.text}"
-            )
-        body = response.json()
-        concept.job_id, concept.concept_id = body["job"]["id"], body["concept"]["id"]
-        print(
-            f"uploaded {concept.name!r} ({len(files)} images, token <{concept.name}>): job {concept.job_id}"
-        )
-    return concepts
+
+
+def _upload(http: httpx.Client, concept: DemoConcept, *, steps: int | None) -> None:
+    files = []
+    for index, image in enumerate(concept.images):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        files.append(("images", (f"{concept.name}-{index}.png", buffer.getvalue(), "image/png")))
+    data = {"name": concept.name, "class_word": concept.class_word}
+    if steps:
+        data["steps"] = str(steps)
+    response = http.post("/v1/concepts", data=data, files=files)
+    if response.status_code != 202:
+        raise SystemExit(f"error: upload of {concept.name} refused: {response.status_code} {response.text}")
+    body = response.json()
+    concept.job_id, concept.concept_id = body["job"]["id"], body["concept"]["id"]
+    print(f"uploaded {concept.name!r} ({len(files)} images, token {concept.token}): job {concept.job_id}")
 
 
 def _follow(
@@ -200,24 +214,118 @@ def _follow(
     return jobs
 
 
-def _generate(http: httpx.Client, concepts: list[DemoConcept]) -> list[tuple[str, list[bytes]]]:
-    """(prompt, PNGs) for each token alone and for the first two tokens in one prompt."""
-    prompts = [f"a photo of <{c.name}>" for c in concepts]
-    if len(concepts) >= 2:
-        prompts.append(f"a photo of <{concepts[0].name}> and <{concepts[1].name}>")
-    rows = []
-    for prompt in prompts:
-        body = {"prompt": prompt, "n": SAMPLES_PER_PROMPT, "steps": GENERATE_STEPS, "seed": 0, "wait": 120}
-        response = http.post("/v1/generate", json=body, timeout=180)
-        result = response.json()
-        if response.status_code != 200 or result["job"]["state"] != "succeeded":
-            raise SystemExit(
-                f"error: generation for {prompt!r} failed: {response.status_code} {response.text}"
-            )
-        pngs = [http.get(image["url"]).content for image in result["images"]]
-        rows.append((prompt, pngs))
-        print(f"generated {len(pngs)} image(s) for {prompt!r}")
+@dataclass
+class Score:
+    """A prompt's generated PNGs and the share of them the judge recognises (None: not judged)."""
+
+    pngs: list[bytes]
+    recognised: float | None
+
+
+def _generate(http: httpx.Client, prompt: str) -> list[bytes]:
+    """``EVAL_IMAGES`` PNGs of ``prompt`` (seed 0: the same noise after every task)."""
+    body = {"prompt": prompt, "n": EVAL_IMAGES, "steps": GENERATE_STEPS, "seed": 0, "wait": 120}
+    response = http.post("/v1/generate", json=body, timeout=180)
+    result = response.json()
+    if response.status_code != 200 or result["job"]["state"] != "succeeded":
+        raise SystemExit(f"error: generation for {prompt!r} failed: {response.status_code} {response.text}")
+    return [http.get(image["url"]).content for image in result["images"]]
+
+
+def _recognised(images: list[Any], attributes: Any) -> float | None:
+    if attributes is None:
+        return None
+    from core.engine.toy.recognition import recognition
+
+    return recognition(images, attributes)["recognised"]
+
+
+def _score(http: httpx.Client, concept: DemoConcept) -> Score:
+    pngs = _generate(http, f"a photo of {concept.token}")
+    return Score(pngs, _recognised([_png(p) for p in pngs], concept.attributes))
+
+
+def _score_pair(http: httpx.Client, concepts: list[DemoConcept]) -> tuple[str, Score, Score]:
+    """The first two tokens in one prompt; the left half judged as the first, the right as the second."""
+    from core.engine.toy.recognition import halves
+
+    first, second = concepts[0], concepts[1]
+    prompt = f"a photo of {first.token} and {second.token}"
+    pngs = _generate(http, prompt)
+    lefts, rights = zip(*(halves(_png(p)) for p in pngs), strict=True)
+    print(f"generated {len(pngs)} images for {prompt!r}")
+    return (
+        prompt,
+        Score(pngs, _recognised(list(lefts), first.attributes)),
+        Score(pngs, _recognised(list(rights), second.attributes)),
+    )
+
+
+def _png(data: bytes) -> Any:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _print_after_task(task: int, concept: DemoConcept, scores: dict[str, Score]) -> None:
+    judged = "  ".join(f"{token} {_percent(score.recognised)}" for token, score in scores.items())
+    print(f"after task {task} ({concept.token}): recognised in {EVAL_IMAGES} images: {judged}")
+
+
+def _grid_rows(
+    concepts: list[DemoConcept], scores: list[dict[str, Score]], pair: tuple[str, Score, Score] | None
+) -> list[tuple[str, list[bytes]]]:
+    """The first concept right after its task, then every token after the last task, then the pair."""
+    first = concepts[0].token
+    rows = [(f"a photo of {first}  (after task 1)", scores[0][first].pngs[:GRID_IMAGES])]
+    rows += [
+        (f"a photo of {token}  (after task {len(scores)})", score.pngs[:GRID_IMAGES])
+        for token, score in scores[-1].items()
+    ]
+    if pair is not None:
+        rows.append((pair[0], pair[1].pngs[:GRID_IMAGES]))
     return rows
+
+
+def _print_recognition(
+    concepts: list[DemoConcept], scores: list[dict[str, Score]], pair: tuple[str, Score, Score] | None
+) -> None:
+    header = f"{'recognised':<20}" + "".join(f"{'after ' + str(t):>10}" for t in range(1, len(scores) + 1))
+    print("\n" + header + "\n" + "-" * len(header))
+    for concept in concepts:
+        cells = [_percent(s[concept.token].recognised) if concept.token in s else "" for s in scores]
+        print(f"{concept.token:<20}" + "".join(f"{c:>10}" for c in cells))
+    if pair is not None:
+        print(f"{pair[0]!r}: left {_percent(pair[1].recognised)}, right {_percent(pair[2].recognised)}")
+
+
+def _write_recognition(
+    out: Path,
+    concepts: list[DemoConcept],
+    scores: list[dict[str, Score]],
+    pair: tuple[str, Score, Score] | None,
+) -> None:
+    import json
+
+    by_task = [{token: score.recognised for token, score in s.items()} for s in scores]
+    report: dict[str, Any] = {
+        "images_per_token": EVAL_IMAGES,
+        "recognition_after_task": by_task,
+        "kept": {
+            c.token: None
+            if by_task[i][c.token] is None or by_task[-1][c.token] is None
+            else {"just_learned": by_task[i][c.token], "at_the_end": by_task[-1][c.token]}
+            for i, c in enumerate(concepts)
+        },
+    }
+    if pair is not None:
+        report["pair"] = {"prompt": pair[0], "left": pair[1].recognised, "right": pair[2].recognised}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recognition.json").write_text(json.dumps(report, indent=2))
 
 
 def _write_grid(out: Path, concepts: list[DemoConcept], rows: list[tuple[str, list[bytes]]]) -> Path:
@@ -230,7 +338,7 @@ def _write_grid(out: Path, concepts: list[DemoConcept], rows: list[tuple[str, li
     columns = 1 + max(len(pngs) for _, pngs in rows)
     grid = Image.new("RGB", (columns * CELL, len(rows) * (CELL + label_h)), "white")
     draw = ImageDraw.Draw(grid)
-    samples = {f"<{c.name}>": c.images[0] for c in concepts}
+    samples = {c.token: c.images[0] for c in concepts}
     for row, (prompt, pngs) in enumerate(rows):
         top = row * (CELL + label_h)
         draw.text((4, top + 3), prompt, fill="black")

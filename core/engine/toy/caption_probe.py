@@ -71,7 +71,7 @@ def caption_losses(*, backbone, seed: int = 0, n: int = 128) -> dict[str, dict[s
 
     rng = random.Random(seed)
     generator = torch.Generator().manual_seed(seed)
-    images, _, specs = dataset.batch(seed + 20_000, 0, n)
+    images, _, specs = dataset.batch(seed + 20_000, 0, n, pair_p=0.0)
     device = backbone.device
     captions = {
         "right": [dataset.full_caption(s.colour, s.shape) for s in specs],

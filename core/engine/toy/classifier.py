@@ -26,7 +26,7 @@ from core.engine.toy import CLASSIFIER_PATH, dataset
 
 FEATURE_DIM = 128
 ALL_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in dataset.COLOUR_NAMES for s in dataset.SHAPES)
-NOTHING: frozenset = frozenset()  # the judge sees every object, the held-out ones included
+NOTHING: frozenset = frozenset()  # the judge sees every object, the held-out ones included, one at a time
 
 
 def colours_target(specs: Sequence[dataset.ShapeSpec]) -> torch.Tensor:
@@ -142,7 +142,9 @@ def train_classifier(
     start = time.monotonic()
     bar = tqdm(range(steps), desc="classifier", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        images, _, specs = dataset.batch(seed + 500, step * batch, batch, combos=ALL_COMBOS, exclude=NOTHING)
+        images, _, specs = dataset.batch(
+            seed + 500, step * batch, batch, combos=ALL_COMBOS, exclude=NOTHING, pair_p=0.0
+        )
         x = _augment(torch.from_numpy(images), generator)
         logits = model(x)
         loss = (
@@ -179,7 +181,7 @@ def evaluate_on_ground_truth(
     through: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Accuracy on ``n`` fresh generator images (no augmentation), first passed ``through`` a map if given."""
-    images, _, specs = dataset.batch(seed, 0, n, combos=ALL_COMBOS, exclude=NOTHING)
+    images, _, specs = dataset.batch(seed, 0, n, combos=ALL_COMBOS, exclude=NOTHING, pair_p=0.0)
     with torch.no_grad():
         x = torch.from_numpy(images)
         logits = model(through(x) if through is not None else x)

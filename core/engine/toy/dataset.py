@@ -13,6 +13,9 @@ Two kinds of combinations never appear in training:
   personal concepts (``concepts.py``) are drawn from these, so each is an object the toy
   never saw as a whole but can compose from what it knows, as a user's dog is for SD.
 
+With probability ``PAIR_P`` an image holds two smaller objects side by side, captioned
+"a photo of a red circle and a blue and yellow striped star" (left, then right).
+
 Captions name some attributes and not others, as real captions do: "a photo of a red and
 white striped circle on a blue background", "a striped circle", "a photo of a red shape",
 "a photo of a circle". With probability ``GENERIC_P`` the caption is the toy's prior concept
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from core.engine.toy.render import IMAGE_SIZE, PATTERNS, SUPERSAMPLE, draw_object, shape_polygon
+from core.engine.toy.render import IMAGE_SIZE, PATTERNS, SUPERSAMPLE, draw_scene, shape_polygon
 
 __all__ = ["IMAGE_SIZE", "PATTERNS", "SUPERSAMPLE", "shape_polygon"]
 
@@ -36,6 +39,11 @@ PRIOR_PROMPT = "a photo of a shape"
 EMPTY_P = 0.10
 GENERIC_P = 0.10
 SOLID_P = 0.40
+# Scenes of two smaller objects side by side ("a photo of a red circle and a blue star"): a
+# prompt with two concept tokens composes them as the toy composes two described objects.
+PAIR_P = 0.15
+PAIR_RADIUS_RANGE = (11.0, 13.5)
+PAIR_CENTRES = (17.0, 47.0)  # x of the left and right objects (y: the middle)
 # Object radius (pixels at 64x64), how far its centre may stray from the image centre, and
 # its rotation (degrees). Small pose ranges keep the caption informative at high noise.
 RADIUS_RANGE = (17.0, 24.0)
@@ -129,6 +137,7 @@ class ShapeSpec:
     angle: float  # degrees
     pattern: str = "solid"
     colour2: str | None = None  # the pattern's colour; None when solid
+    partner: ShapeSpec | None = None  # a second object on the right (this one is on the left)
 
     @property
     def shape_index(self) -> int:
@@ -183,22 +192,55 @@ def _pose(rng: random.Random, shape: str) -> tuple[float, tuple[float, float], f
     return radius, centre, angle
 
 
-def sample_spec(
-    rng: random.Random,
-    *,
-    combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
-    exclude: frozenset[tuple[str, str, str, str]] = HELD_OUT_OBJECTS,
-) -> ShapeSpec:
-    """A random object: colour x shape from ``combos``, solid or patterned, never one of ``exclude``."""
+def _pair_pose(rng: random.Random, shape: str, x: float) -> tuple[float, tuple[float, float], float]:
+    radius = rng.uniform(*PAIR_RADIUS_RANGE)
+    centre = (x + rng.uniform(-1.5, 1.5), IMAGE_SIZE / 2 + rng.uniform(-MAX_OFFSET, MAX_OFFSET))
+    angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION) if shape != "circle" else 0.0
+    return radius, centre, angle
+
+
+def _object(
+    rng: random.Random, *, combos: tuple[tuple[str, str], ...], exclude: frozenset[tuple[str, str, str, str]]
+) -> tuple[str, str, str, str | None]:
+    """(shape, colour, pattern, second colour): colour x shape from ``combos``, never in ``exclude``."""
     colour, shape = rng.choice(combos)
     pattern, colour2 = "solid", None
     if rng.random() >= SOLID_P:
         pattern = rng.choice(PATTERNS[1:])
         others = [c for c in COLOUR_NAMES if c != colour and (colour, c, pattern, shape) not in exclude]
         colour2 = rng.choice(others)
+    return shape, colour, pattern, colour2
+
+
+def sample_spec(
+    rng: random.Random,
+    *,
+    combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
+    exclude: frozenset[tuple[str, str, str, str]] = HELD_OUT_OBJECTS,
+    pair_p: float = 0.0,
+) -> ShapeSpec:
+    """A random object (solid or patterned, never one of ``exclude``) or, with probability
+    ``pair_p``, two smaller ones side by side (the second as ``partner``)."""
+    if rng.random() < pair_p:
+        return _sample_pair(rng, combos=combos, exclude=exclude)
+    shape, colour, pattern, colour2 = _object(rng, combos=combos, exclude=exclude)
     background = rng.choice([b for b in BACKGROUND_NAMES if b not in (colour, colour2)])
     radius, centre, angle = _pose(rng, shape)
     return ShapeSpec(shape, colour, background, radius, centre, angle, pattern, colour2)
+
+
+def _sample_pair(
+    rng: random.Random, *, combos: tuple[tuple[str, str], ...], exclude: frozenset[tuple[str, str, str, str]]
+) -> ShapeSpec:
+    left, right = _object(rng, combos=combos, exclude=exclude), _object(rng, combos=combos, exclude=exclude)
+    used = {left[1], left[3], right[1], right[3]}
+    background = rng.choice([b for b in BACKGROUND_NAMES if b not in used])
+    partner = ShapeSpec(
+        right[0], right[1], background, *_pair_pose(rng, right[0], PAIR_CENTRES[1]), *right[2:]
+    )
+    return ShapeSpec(
+        left[0], left[1], background, *_pair_pose(rng, left[0], PAIR_CENTRES[0]), *left[2:], partner
+    )
 
 
 def caption_templates(*, colour_only_weight: float | None = None) -> tuple[tuple[str, float], ...]:
@@ -210,15 +252,35 @@ def caption_templates(*, colour_only_weight: float | None = None) -> tuple[tuple
     return tuple((t, colour_only_weight if t == COLOUR_ONLY else w) for t, w in CAPTION_TEMPLATES)
 
 
+def describe(spec: ShapeSpec) -> str:
+    """An object in words, with its article: "a red circle", "a red and white striped circle"."""
+    if spec.pattern == "solid":
+        return f"{with_article(spec.colour)} {spec.shape}"
+    return f"{with_article(spec.colour)} and {spec.colour2} {spec.pattern} {spec.shape}"
+
+
+# Two objects: {l} and {r} are ``describe`` of the left and the right one.
+PAIR_TEMPLATES: tuple[tuple[str, float], ...] = (
+    ("a photo of {l} and {r}", 3.0),
+    ("a photo of {l} and {r} on a {b} background", 2.0),
+    ("{l} and {r}", 1.0),
+)
+
+
 def sample_caption(
     rng: random.Random, spec: ShapeSpec, *, templates: tuple[tuple[str, float], ...] = CAPTION_TEMPLATES
 ) -> str:
-    """A caption of ``spec``: ``templates`` for a solid object, ``PATTERN_TEMPLATES`` otherwise."""
+    """A caption of ``spec``: ``templates`` for a solid object, ``PATTERN_TEMPLATES`` for a
+    patterned one, ``PAIR_TEMPLATES`` for two objects."""
     roll = rng.random()
     if roll < EMPTY_P:
         return ""
     if roll < EMPTY_P + GENERIC_P:
         return PRIOR_PROMPT
+    if spec.partner is not None:
+        texts, weights = zip(*PAIR_TEMPLATES, strict=True)
+        template = rng.choices(texts, weights=weights)[0]
+        return template.format(l=describe(spec), r=describe(spec.partner), b=spec.background)
     texts, weights = zip(*(templates if spec.pattern == "solid" else PATTERN_TEMPLATES), strict=True)
     template = rng.choices(texts, weights=weights)[0]
     return template.format(
@@ -230,22 +292,26 @@ def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int = 12) -> 
     return tuple(max(0, min(255, v + rng.randint(-amount, amount))) for v in rgb)  # type: ignore[return-value]
 
 
-def render(spec: ShapeSpec, *, rng: random.Random | None = None) -> Image.Image:
-    """Draw ``spec`` antialiased as a 64x64 RGB image (``render.draw_object``), colours jittered."""
-    rng = rng or random.Random(0)
-    background = _jitter(BACKGROUNDS[spec.background], rng)
+def _drawable(spec: ShapeSpec, rng: random.Random) -> dict:
     base = _jitter(COLOURS[spec.colour], rng)
     fill = _jitter(COLOURS[spec.colour2], rng) if spec.colour2 else base
-    return draw_object(
-        shape=spec.shape,
-        pattern=spec.pattern,
-        base=base,
-        fill=fill,
-        background=background,
-        radius=spec.radius,
-        centre=spec.centre,
-        angle=spec.angle,
-    )
+    return {
+        "shape": spec.shape,
+        "pattern": spec.pattern,
+        "base": base,
+        "fill": fill,
+        "radius": spec.radius,
+        "centre": spec.centre,
+        "angle": spec.angle,
+    }
+
+
+def render(spec: ShapeSpec, *, rng: random.Random | None = None) -> Image.Image:
+    """Draw ``spec`` (and its partner) antialiased as a 64x64 RGB image, colours jittered."""
+    rng = rng or random.Random(0)
+    background = _jitter(BACKGROUNDS[spec.background], rng)
+    objects = [_drawable(spec, rng)] + ([_drawable(spec.partner, rng)] if spec.partner else [])
+    return draw_scene(objects, background=background)
 
 
 Objects = frozenset[tuple[str, str, str, str]]
@@ -257,10 +323,11 @@ def sample(
     *,
     combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
     exclude: Objects = HELD_OUT_OBJECTS,
+    pair_p: float = PAIR_P,
 ) -> tuple[Image.Image, str, ShapeSpec]:
     """The ``index``-th sample of the data set with seed ``seed``: (image, caption, ground truth)."""
     rng = random.Random(f"{seed}:{index}")
-    spec = sample_spec(rng, combos=combos, exclude=exclude)
+    spec = sample_spec(rng, combos=combos, exclude=exclude, pair_p=pair_p)
     image = render(spec, rng=rng)
     return image, sample_caption(rng, spec), spec
 
@@ -278,8 +345,9 @@ def batch(
     *,
     combos: tuple[tuple[str, str], ...] = TRAIN_COMBOS,
     exclude: Objects = HELD_OUT_OBJECTS,
+    pair_p: float = PAIR_P,
 ) -> tuple[np.ndarray, list[str], list[ShapeSpec]]:
     """``size`` consecutive samples as a [-1, 1] array, their captions and specs."""
-    items = [sample(seed, start + i, combos=combos, exclude=exclude) for i in range(size)]
+    items = [sample(seed, start + i, combos=combos, exclude=exclude, pair_p=pair_p) for i in range(size)]
     images, captions, specs = zip(*items, strict=True)
     return to_array(list(images)), list(captions), list(specs)

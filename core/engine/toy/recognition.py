@@ -71,6 +71,20 @@ def recognition(images: Sequence[Image.Image], attributes: Attributes, *, model=
     return summarise(verdicts(predict(list(images), model=model), attributes))
 
 
+def halves(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """The left and right objects of a two-object image (``dataset.PAIR_CENTRES``), each cropped
+    to a square around its centre and scaled back to 64x64, so the judge reads them one by one."""
+    size = dataset.IMAGE_SIZE
+    side = round(2.5 * dataset.PAIR_RADIUS_RANGE[1])
+    crops = []
+    for x in dataset.PAIR_CENTRES:
+        left = min(max(0, round(x - side / 2)), size - side)
+        top = round(size / 2 - side / 2)
+        box = (left, top, left + side, top + side)
+        crops.append(image.convert("RGB").crop(box).resize((size, size), Image.Resampling.BICUBIC))
+    return crops[0], crops[1]
+
+
 def object_attributes(spec: dataset.ShapeSpec) -> Attributes:
     """The attributes of a rendered ``ShapeSpec`` (ground truth for tests and checks)."""
     return Attributes.of_object(spec.object)

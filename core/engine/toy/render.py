@@ -149,6 +149,35 @@ def paint_pattern(
         raise ValueError(f"unknown pattern {pattern!r}; have {PATTERNS}")
 
 
+def _paint_object(
+    canvas: Image.Image,
+    *,
+    shape: str,
+    pattern: str,
+    base: RGB,
+    fill: RGB,
+    radius: float,
+    centre: Point,
+    angle: float,
+) -> None:
+    """Paint one object onto the supersampled ``canvas`` (``radius``/``centre`` in 64x64 pixels)."""
+    s = SUPERSAMPLE
+    size = canvas.size[0]
+    big_centre, big_radius = (centre[0] * s, centre[1] * s), radius * s
+    layer = Image.new("RGB", (size, size), base)
+    paint_pattern(layer, pattern, centre=big_centre, radius=big_radius, angle=angle, base=base, fill=fill)
+    mask = shape_mask(shape, size=size, centre=big_centre, radius=big_radius, angle=angle)
+    canvas.paste(layer, (0, 0), mask)
+
+
+def draw_scene(objects: list[dict], *, background: RGB) -> Image.Image:
+    """A 64x64 RGB image of ``objects`` (keyword sets of ``draw_object``) on ``background``."""
+    canvas = Image.new("RGB", (IMAGE_SIZE * SUPERSAMPLE,) * 2, background)
+    for obj in objects:
+        _paint_object(canvas, **obj)
+    return canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+
+
 def draw_object(
     *,
     shape: str,
@@ -164,12 +193,5 @@ def draw_object(
 
     ``radius`` and ``centre`` are in 64x64 pixels, ``angle`` in degrees.
     """
-    s = SUPERSAMPLE
-    size = IMAGE_SIZE * s
-    big_centre, big_radius = (centre[0] * s, centre[1] * s), radius * s
-    canvas = Image.new("RGB", (size, size), background)
-    layer = Image.new("RGB", (size, size), base)
-    paint_pattern(layer, pattern, centre=big_centre, radius=big_radius, angle=angle, base=base, fill=fill)
-    mask = shape_mask(shape, size=size, centre=big_centre, radius=big_radius, angle=angle)
-    canvas.paste(layer, (0, 0), mask)
-    return canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+    obj = {"shape": shape, "pattern": pattern, "base": base, "fill": fill}
+    return draw_scene([{**obj, "radius": radius, "centre": centre, "angle": angle}], background=background)
