@@ -20,7 +20,7 @@ from api.deps import Services
 from api.dispatch import outbox_dispatcher
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import adapters, admin, concepts, generate, health, images, jobs, me
+from api.routes import adapters, admin, admin_read, concepts, generate, health, images, jobs, me
 from core.db.session import make_session_factory
 from core.settings import Settings
 from core.storage import ArtifactStore
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     app.state.services = services
     app.state.metrics = ApiMetrics(session_factory)
 
-    for module in (concepts, jobs, generate, images, adapters, me, admin, health):
+    for module in (concepts, jobs, generate, images, adapters, me, admin, admin_read, health):
         app.include_router(module.router)
 
     max_upload = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES

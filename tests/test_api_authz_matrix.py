@@ -33,6 +33,15 @@ MATRIX = {
     ("POST", "/v1/admin/users/{user_id}/disable"): ADMIN,
     ("POST", "/v1/admin/users/{user_id}/enable"): ADMIN,
     ("POST", "/v1/admin/users/{user_id}/rotate"): ADMIN,
+    ("GET", "/v1/admin/users/{user_id}"): ADMIN,
+    ("GET", "/v1/admin/users/{user_id}/tasks"): ADMIN,
+    ("GET", "/v1/admin/users/{user_id}/lineage"): ADMIN,
+    ("GET", "/v1/admin/users/{user_id}/previews"): ADMIN,
+    ("GET", "/v1/admin/tasks/{job_id}"): ADMIN,
+    ("GET", "/v1/admin/images/{image_id}"): ADMIN,
+    ("GET", "/v1/admin/jobs"): ADMIN,
+    ("GET", "/v1/admin/workers"): ADMIN,
+    ("GET", "/v1/admin/system"): ADMIN,
 }
 
 

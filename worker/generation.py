@@ -27,6 +27,7 @@ def run_generate_job(runtime: Runtime, *, job_id: str) -> RunResult:
         fencing_token=claim.fencing_token,
         lease_seconds=settings.job_lease_seconds,
         heartbeat_seconds=settings.job_heartbeat_seconds,
+        worker=runtime.worker_info,
     )
     try:
         with monitor:

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.jobs import heartbeat
+from core.db.workers import WorkerInfo, touch_worker
+from worker.curves import LossCurves
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ class JobMonitor:
         lease_seconds: float,
         heartbeat_seconds: float,
         progress_interval: float = 1.0,
+        worker: WorkerInfo | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.job_id = job_id
@@ -39,8 +42,10 @@ class JobMonitor:
         # Extend the lease well before it runs out, whatever the configured cadence.
         self.heartbeat_seconds = max(0.2, min(heartbeat_seconds, lease_seconds / 3))
         self.progress_interval = progress_interval
+        self.worker = worker
         self.cancel_requested = False
         self.lease_lost = False
+        self.curves = LossCurves()
         self._progress: dict[str, Any] | None = None
         self._dirty = False
         self._lock = threading.Lock()
@@ -56,13 +61,20 @@ class JobMonitor:
                 "total": int(total),
                 "loss": None if loss is None else float(loss),
             }
+            self.curves.add(phase, step, total, loss)
             self._dirty = True
+
+    def loss_curves(self) -> dict[str, list[list[float]]]:
+        """The downsampled curves so far (``worker.curves``)."""
+        with self._lock:
+            return self.curves.snapshot()
 
     def should_stop(self) -> bool:
         return self.cancel_requested or self.lease_lost
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> JobMonitor:
+        self._touch_worker(self.job_id)
         self._thread.start()
         return self
 
@@ -71,14 +83,27 @@ class JobMonitor:
 
     def stop(self) -> None:
         """Stop the thread (what ends the attempt — publish, fail, cancel — writes the job's last state)."""
+        already = self._stop.is_set()
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        if not already:
+            self._touch_worker(None)
+
+    def _touch_worker(self, job_id: str | None) -> None:
+        """Best effort: the dashboard's list of workers must never fail a job."""
+        if self.worker is None:
+            return
+        try:
+            touch_worker(self.session_factory, info=self.worker, current_job_id=job_id)
+        except Exception as error:
+            log.info("worker row not updated: %s", type(error).__name__)
 
     def beat(self) -> None:
         """One heartbeat now (also called by the thread)."""
         with self._lock:
             progress = self._progress if self._dirty else None
+            curves = self.curves.snapshot() if self._dirty else None
             self._dirty = False
         try:
             result = heartbeat(
@@ -87,6 +112,7 @@ class JobMonitor:
                 fencing_token=self.fencing_token,
                 lease_seconds=self.lease_seconds,
                 progress=progress,
+                loss_curves=curves or None,
             )
         except Exception as error:  # a DB blip: keep training, try again at the next beat
             log.warning("heartbeat failed for job %s: %s", self.job_id, type(error).__name__)
@@ -105,5 +131,7 @@ class JobMonitor:
             if due or self._dirty:
                 self.beat()
                 last_lease = time.monotonic()
+            if due:
+                self._touch_worker(self.job_id)
             if self.lease_lost:
                 return

@@ -8,6 +8,8 @@ torch — and is started by the ``worker_ready`` signal (``worker.signals``).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.jobs import ReconcileReport, collect_orphans, reconcile
 from core.db.session import make_session_factory
+from core.db.workers import WorkerInfo, prune_workers, touch_worker
 from core.settings import Settings
 from core.storage import ArtifactStore
 from worker.dispatch import flush_outbox
@@ -86,14 +89,28 @@ class Reconciler:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
+    def main_info(self) -> WorkerInfo:
+        """The worker's main process as the dashboard lists it (``core.db.workers``)."""
+        s = self.settings
+        return WorkerInfo(
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+            role="main",
+            device=s.device,
+            backbone=s.backbone,
+            preset=s.engine_preset,
+        )
+
     def _run(self) -> None:
         self._session_factory = make_session_factory(self.settings.database_url)
+        info = self.main_info()
         last_sweep = float("-inf")
         while not self._stop.wait(self.interval):
             try:
+                touch_worker(self._session_factory, info=info, current_job_id=None)
                 reconcile_once(session_factory=self._session_factory, settings=self.settings)
                 if time.monotonic() - last_sweep >= ORPHAN_SWEEP_EVERY_SECONDS:
                     last_sweep = time.monotonic()
                     collect_orphans_once(session_factory=self._session_factory, settings=self.settings)
+                    prune_workers(self._session_factory)
             except Exception as error:  # DB or broker down: try again next round
                 log.warning("reconciler pass failed: %s", type(error).__name__)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import AdapterVersion
 from core.db.session import make_session_factory
+from core.db.workers import WorkerInfo
 from core.settings import Settings, get_settings
 from core.storage import ArtifactStore, sha256_file
 
@@ -57,6 +58,18 @@ class Runtime:
     @cached_property
     def worker_id(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
+
+    @cached_property
+    def worker_info(self) -> WorkerInfo:
+        """This pool process as the dashboard lists it (``core.db.workers``)."""
+        s = self.settings
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            role="pool",
+            device=s.device,
+            backbone=s.backbone,
+            preset=s.engine_preset,
+        )
 
     @cached_property
     def backbone(self) -> Backbone:

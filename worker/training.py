@@ -66,6 +66,7 @@ def run_train_job(runtime: Runtime, *, job_id: str) -> RunResult:
         fencing_token=claim.fencing_token,
         lease_seconds=settings.job_lease_seconds,
         heartbeat_seconds=settings.job_heartbeat_seconds,
+        worker=runtime.worker_info,
     )
     try:
         with monitor:
@@ -136,6 +137,7 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
         files=files,
         method=record.method,
         metrics=metrics,
+        loss_curves=monitor.loss_curves(),
     )
     try:
         protocol.publish_training(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, UserDep
 from api.schemas import AdapterLineage, AdapterVersionOut
@@ -15,8 +16,13 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 
 @router.get("", response_model=AdapterLineage, summary="Your adapter versions, first task to current head")
 def list_adapters(user: UserDep, session: SessionDep) -> AdapterLineage:
-    chain = user_lineage(session, user_id=user.id)
-    concepts = {c.id: c for c in session.scalars(select(Concept).where(Concept.user_id == user.id))}
+    return lineage_out(session, user_id=user.id)
+
+
+def lineage_out(session: Session, *, user_id: str) -> AdapterLineage:
+    """The user's lineage chain as the API shows it (also used by the admin dashboard)."""
+    chain = user_lineage(session, user_id=user_id)
+    concepts = {c.id: c for c in session.scalars(select(Concept).where(Concept.user_id == user_id))}
     versions = []
     for position, version in enumerate(chain, start=1):
         concept = concepts.get(version.concept_id) if version.concept_id else None

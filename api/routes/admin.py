@@ -1,4 +1,4 @@
-"""``/v1/admin/users``: create, list, disable/enable, rotate keys (admin role)."""
+"""``/v1/admin/users``: create, list (paginated, with totals), disable/enable, rotate keys (admin role)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api import admin_views
+from api.admin_schemas import UserPage
 from api.deps import AdminDep, ServicesDep, SessionDep, not_found
-from api.schemas import ErrorOut, UserCreate, UserList, UserOut, UserUpdate, UserWithKey
+from api.pagination import Cursor, Limit
+from api.schemas import ErrorOut, UserCreate, UserOut, UserUpdate, UserWithKey
 from core.db.models import ApiKey, User
 from core.db.session import write_transaction
 from core.db.users import UserError, UserExistsError, create_user, rotate_key, set_disabled
 
 router = APIRouter(prefix="/v1/admin/users", tags=["admin"], responses={403: {"model": ErrorOut}})
+DEFAULT_PAGE = 100
 
 
 def user_out(session: Session, user: User) -> UserOut:
@@ -40,10 +44,14 @@ def create(body: UserCreate, admin: AdminDep, services: ServicesDep) -> UserWith
     return UserWithKey(user=out, api_key=issued.key, key_prefix=issued.prefix)
 
 
-@router.get("", response_model=UserList, summary="All users")
-def list_all(admin: AdminDep, session: SessionDep) -> UserList:
-    users = session.scalars(select(User).order_by(User.created_at, User.name))
-    return UserList(users=[user_out(session, u) for u in users])
+@router.get("", response_model=UserPage, summary="Users with their totals, in creation order (paginated)")
+def list_all(
+    admin: AdminDep,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> UserPage:
+    return admin_views.users_page(session, limit=limit, cursor=cursor)
 
 
 def _user(session: Session, user_id: str) -> User:

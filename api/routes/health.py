@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServicesDep
+from api.deps import Services, ServicesDep
 from api.schemas import Health
 from core.db.session import ping
 
@@ -41,6 +41,16 @@ async def _run_check(name: str, fn, *args) -> str:  # type: ignore[no-untyped-de
     return "ok"
 
 
+async def check_database(services: Services) -> str:
+    """``ok`` or ``error: <type>`` (also shown by the admin dashboard)."""
+    return await _run_check("database", ping, services.session_factory)
+
+
+async def check_broker(services: Services) -> str:
+    """``ok`` or ``error: <type>`` (also shown by the admin dashboard)."""
+    return await _run_check("broker", _check_broker, services.settings.broker_url)
+
+
 @router.get(
     "/readyz",
     response_model=Health,
@@ -48,10 +58,7 @@ async def _run_check(name: str, fn, *args) -> str:  # type: ignore[no-untyped-de
     summary="Readiness: the database and the broker are reachable",
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
-    checks = {
-        "database": await _run_check("database", ping, services.session_factory),
-        "broker": await _run_check("broker", _check_broker, services.settings.broker_url),
-    }
+    checks = {"database": await check_database(services), "broker": await check_broker(services)}
     ok = all(value == "ok" for value in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())

@@ -29,12 +29,13 @@ def get_image(image_id: str, user: UserDep, session: SessionDep, services: Servi
         data = services.store.read_bytes(image.path)
     except (OSError, ValueError):
         raise not_found() from None
+    return png_response(data, sha256=image.sha256)
+
+
+def png_response(data: bytes, *, sha256: str, cache_control: str = "no-store") -> Response:
+    """A stored PNG as a response (never sniffed as anything else)."""
     return Response(
         content=data,
         media_type="image/png",
-        headers={
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-            "ETag": f'"{image.sha256}"',
-        },
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": cache_control, "ETag": f'"{sha256}"'},
     )

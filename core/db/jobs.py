@@ -231,13 +231,16 @@ def heartbeat(
     fencing_token: int,
     lease_seconds: float,
     progress: dict[str, Any] | None = None,
+    loss_curves: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Heartbeat:
-    """Extend the lease (and store ``progress``) while ``fencing_token`` is still the job's."""
+    """Extend the lease (and store ``progress``, ``loss_curves``) while ``fencing_token`` is the job's."""
     now = now or utcnow()
     values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "heartbeat_at": now}
     if progress is not None:
         values["progress"] = progress
+    if loss_curves is not None:
+        values["loss_curves"] = loss_curves
     with session_factory.begin() as session:
         updated = session.execute(
             update(Job)
@@ -290,6 +293,8 @@ class Publication:
     method: str
     metrics: dict[str, Any]
     fisher_file: str | None = "fisher.safetensors"
+    # The task's final downsampled loss curves (``worker.curves``); None keeps what heartbeats wrote.
+    loss_curves: dict[str, Any] | None = None
 
 
 def publish_training(
@@ -384,6 +389,8 @@ def publish_training(
             "metrics": publication.metrics,
         }
         job.progress = {**(job.progress or {}), "phase": "done"}
+        if publication.loss_curves is not None:
+            job.loss_curves = publication.loss_curves
         record(
             session,
             action="adapter.publish",

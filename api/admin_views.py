@@ -1,0 +1,187 @@
+"""What the admin read API returns, built once for the JSON routes and the /admin pages alike.
+
+Every function takes a read session and returns typed models (``api.admin_schemas``); the
+callers decide the transport. ``audit_access`` writes the audit entry for an admin looking at
+another user's data (docs/dashboard.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api import pagination
+from api.admin_schemas import (
+    ActiveJobOut,
+    ActiveJobPage,
+    AdminLineage,
+    PreviewOut,
+    PreviewStripOut,
+    PreviewStrips,
+    QueueDepthOut,
+    TaskDetail,
+    TaskOut,
+    TaskPage,
+    UserPage,
+    UserSummaryOut,
+    UserTotalsOut,
+    WorkerList,
+    WorkerOut,
+)
+from api.deps import Services
+from api.routes.adapters import lineage_out
+from core.db import admin as queries
+from core.db.audit import record
+from core.db.models import User, utcnow
+from core.db.previews import preview_strips
+from core.db.session import write_transaction
+from core.db.users import active_key_count
+
+
+def audit_access(services: Services, *, actor_user_id: str, subject_user_id: str, what: str) -> None:
+    """Record that an admin read ``what`` of another user (``admin.read``; no payloads)."""
+    with write_transaction(services.session_factory) as session:
+        record(
+            session,
+            action="admin.read",
+            actor_user_id=actor_user_id,
+            subject=subject_user_id,
+            details={"what": what},
+        )
+
+
+def user_summary(session: Session, row: queries.UserRow) -> UserSummaryOut:
+    totals = UserTotalsOut(**row.totals.__dict__)
+    out = UserSummaryOut.model_validate(row.user)
+    return out.model_copy(
+        update={"totals": totals, "active_keys": active_key_count(session, user_id=row.user.id)}
+    )
+
+
+def users_page(session: Session, *, limit: int, cursor: str | None) -> UserPage:
+    rows = queries.list_users_page(session, limit=limit, after=pagination.time_and_id(cursor))
+    users = [user_summary(session, row) for row in rows]
+    last = rows[-1].user if len(rows) == limit else None
+    return UserPage(users=users, next_cursor=pagination.encode(last.created_at, last.id) if last else None)
+
+
+def one_user(session: Session, *, user: User) -> UserSummaryOut:
+    totals = queries.user_totals(session, user_ids=[user.id])[user.id]
+    return user_summary(session, queries.UserRow(user=user, totals=totals))
+
+
+def _task_fields(row: queries.TaskRow) -> dict[str, Any]:
+    job, concept, version = row.job, row.concept, row.version
+    metrics = (concept.metrics if concept is not None else None) or (job.result or {}).get("metrics") or {}
+    return {
+        "job_id": job.id,
+        "seq": job.seq,
+        "task_index": concept.task_index if concept is not None else None,
+        "concept_id": job.concept_id,
+        "concept_name": concept.name if concept is not None else None,
+        "token": concept.token if concept is not None else None,
+        "method": concept.method if concept is not None else (job.payload or {}).get("method"),
+        "state": job.state,
+        "progress": job.progress or {},
+        "queued_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "seconds": {k: float(v) for k, v in (metrics.get("seconds") or {}).items()},
+        "final_loss": metrics.get("final_loss"),
+        "attempts": job.attempts,
+        "error": job.error,
+        "images_deleted_at": concept.images_deleted_at if concept is not None else None,
+        "adapter_version_id": version.id if version is not None else None,
+    }
+
+
+def task_page(session: Session, *, user_id: str, limit: int, cursor: str | None) -> TaskPage:
+    rows = queries.task_history(session, user_id=user_id, limit=limit, before_seq=pagination.integer(cursor))
+    tasks = [TaskOut(**_task_fields(row)) for row in rows]
+    next_cursor = pagination.encode(rows[-1].job.seq) if len(rows) == limit else None
+    return TaskPage(user_id=user_id, tasks=tasks, next_cursor=next_cursor)
+
+
+def task_detail(row: queries.TaskRow) -> TaskDetail:
+    concept = row.concept
+    metrics = (concept.metrics if concept is not None else None) or {}
+    curves = {
+        phase: [(int(step), float(loss)) for step, loss in points]
+        for phase, points in (row.job.loss_curves or {}).items()
+    }
+    return TaskDetail(**_task_fields(row), user_id=row.job.user_id, loss_curves=curves, metrics=metrics)
+
+
+def lineage(session: Session, *, user_id: str) -> AdminLineage:
+    return AdminLineage(user_id=user_id, **lineage_out(session, user_id=user_id).model_dump())
+
+
+def active_page(session: Session, *, limit: int, cursor: str | None) -> ActiveJobPage:
+    rows = queries.active_jobs(session, limit=limit, after=pagination.time_and_id(cursor))
+    jobs = [
+        ActiveJobOut(
+            id=r.job.id,
+            kind=r.job.kind,
+            state=r.job.state,
+            user_id=r.job.user_id,
+            user_name=r.user_name,
+            concept_name=r.concept_name,
+            progress=r.job.progress or {},
+            attempts=r.job.attempts,
+            created_at=r.job.created_at,
+            started_at=r.job.started_at,
+            heartbeat_at=r.job.heartbeat_at,
+            worker_id=r.job.lease_owner,
+        )
+        for r in rows
+    ]
+    last = rows[-1].job if len(rows) == limit else None
+    return ActiveJobPage(jobs=jobs, next_cursor=pagination.encode(last.created_at, last.id) if last else None)
+
+
+def workers(session: Session) -> WorkerList:
+    now = utcnow()
+    return WorkerList(
+        workers=[
+            WorkerOut.model_validate(w).model_copy(
+                update={"seconds_since_seen": round((now - w.last_seen_at).total_seconds(), 1)}
+            )
+            for w in queries.workers_seen(session)
+        ]
+    )
+
+
+def queue(session: Session) -> QueueDepthOut:
+    return QueueDepthOut(**queries.queue_depth(session).__dict__)
+
+
+def image_url(image_id: str) -> str:
+    return f"/v1/admin/images/{image_id}"
+
+
+def previews(session: Session, *, user_id: str) -> PreviewStrips:
+    strips = []
+    for strip in preview_strips(session, user_id=user_id):
+        concept = strip.concept
+        strips.append(
+            PreviewStripOut(
+                concept_id=concept.id,
+                concept_name=concept.name,
+                token=concept.token,
+                task_index=concept.task_index,
+                retention=strip.latest_retention,
+                previews=[
+                    PreviewOut(
+                        after_task_index=p.after_task_index,
+                        image_ids=list(p.image_ids),
+                        image_urls=[image_url(i) for i in p.image_ids],
+                        retention=p.retention,
+                        features=p.features,
+                        created_at=p.created_at,
+                    )
+                    for p in strip.previews
+                ],
+            )
+        )
+    return PreviewStrips(user_id=user_id, strips=strips)

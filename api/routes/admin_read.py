@@ -1,0 +1,179 @@
+"""The admin read API (``/v1/admin/...``, admin role): one user's totals, task history, lineage,
+task detail with loss curves and preview strips; running and queued jobs of all users, workers
+seen and the system's health and queue depth (docs/dashboard.md).
+
+Reading another user's data writes an ``admin.read`` entry to the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api import admin_views
+from api.admin_schemas import (
+    ActiveJobPage,
+    AdminLineage,
+    PreviewStrips,
+    QueueDepthOut,
+    SystemOut,
+    TaskDetail,
+    TaskPage,
+    UserSummaryOut,
+    WorkerList,
+)
+from api.deps import AdminDep, Services, ServicesDep, SessionDep, not_found
+from api.pagination import Cursor, Limit
+from api.routes.health import check_broker, check_database
+from api.routes.images import png_response
+from api.schemas import ErrorOut
+from core.db import admin as queries
+from core.db.models import GeneratedImage, User
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses={403: {"model": ErrorOut}})
+NOT_FOUND = {404: {"model": ErrorOut}}
+DEFAULT_PAGE = 50
+
+
+def _user(session: Session, user_id: str) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise not_found()
+    return user
+
+
+@router.get(
+    "/users/{user_id}", response_model=UserSummaryOut, responses=NOT_FOUND, summary="One user's totals"
+)
+def get_user(user_id: str, admin: AdminDep, session: SessionDep) -> UserSummaryOut:
+    return admin_views.one_user(session, user=_user(session, user_id))
+
+
+def _audited(
+    services: Services, session: Session, *, admin: User, user_id: str, what: str, build: Any
+) -> Any:
+    """``build()`` for an existing user, then the ``admin.read`` audit entry (404 before any read)."""
+    _user(session, user_id)
+    out = build()
+    session.commit()  # end the read transaction before the audit write
+    admin_views.audit_access(services, actor_user_id=admin.id, subject_user_id=user_id, what=what)
+    return out
+
+
+@router.get(
+    "/users/{user_id}/tasks",
+    response_model=TaskPage,
+    responses=NOT_FOUND,
+    summary="One user's task history, newest first (paginated; audit-logged)",
+)
+def user_tasks(
+    user_id: str,
+    admin: AdminDep,
+    session: SessionDep,
+    services: ServicesDep,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> TaskPage:
+    def build() -> TaskPage:
+        return admin_views.task_page(session, user_id=user_id, limit=limit, cursor=cursor)
+
+    return _audited(services, session, admin=admin, user_id=user_id, what="tasks", build=build)
+
+
+def _per_user_route(what: str, *, model: type, summary: str, build: Callable[..., Any]) -> None:
+    """``GET /v1/admin/users/{user_id}/<what>``: ``build(session, user_id=...)``, audit-logged."""
+
+    def endpoint(user_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> Any:
+        def run() -> Any:
+            return build(session, user_id=user_id)
+
+        return _audited(services, session, admin=admin, user_id=user_id, what=what, build=run)
+
+    endpoint.__name__ = f"user_{what}"
+    router.get(f"/users/{{user_id}}/{what}", response_model=model, responses=NOT_FOUND, summary=summary)(
+        endpoint
+    )
+
+
+_per_user_route(
+    "lineage",
+    model=AdminLineage,
+    summary="One user's adapter lineage, first task to head (audit-logged)",
+    build=admin_views.lineage,
+)
+_per_user_route(
+    "previews",
+    model=PreviewStrips,
+    summary="Preview strips and retention score per learned concept (audit-logged)",
+    build=admin_views.previews,
+)
+
+
+@router.get(
+    "/tasks/{job_id}",
+    response_model=TaskDetail,
+    responses=NOT_FOUND,
+    summary="One task with its loss curves and metrics (audit-logged)",
+)
+def get_task(job_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> TaskDetail:
+    row = queries.task(session, job_id=job_id)
+    if row is None:
+        raise not_found()
+    out = admin_views.task_detail(row)
+    session.commit()
+    admin_views.audit_access(services, actor_user_id=admin.id, subject_user_id=out.user_id, what="task")
+    return out
+
+
+@router.get(
+    "/images/{image_id}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
+    summary="Any user's generated or preview image (audit-logged)",
+)
+def get_image(image_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> Response:
+    image = session.scalar(select(GeneratedImage).where(GeneratedImage.id == image_id))
+    if image is None:
+        raise not_found()
+    owner, path, digest = image.user_id, image.path, image.sha256
+    session.commit()
+    try:
+        data = services.store.read_bytes(path)
+    except (OSError, ValueError):
+        raise not_found() from None
+    admin_views.audit_access(services, actor_user_id=admin.id, subject_user_id=owner, what="image")
+    return png_response(data, sha256=digest, cache_control="private, max-age=3600")
+
+
+@router.get(
+    "/jobs", response_model=ActiveJobPage, summary="Running and queued jobs of every user (paginated)"
+)
+def active_jobs(
+    admin: AdminDep, session: SessionDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> ActiveJobPage:
+    return admin_views.active_page(session, limit=limit, cursor=cursor)
+
+
+@router.get("/workers", response_model=WorkerList, summary="Worker processes seen, most recent first")
+def list_workers(admin: AdminDep, session: SessionDep) -> WorkerList:
+    return admin_views.workers(session)
+
+
+def _queue(services: Services) -> QueueDepthOut:
+    with services.session_factory() as session:
+        return admin_views.queue(session)
+
+
+@router.get("/system", response_model=SystemOut, summary="Database and broker health, queue depth")
+async def system(admin: AdminDep, services: ServicesDep) -> SystemOut:
+    """Health checks never raise (each says ``error: <type>``); the queue is counted in SQL."""
+    database = await check_database(services)
+    broker = await check_broker(services)
+    queue = await run_in_threadpool(_queue, services) if database == "ok" else None
+    return SystemOut(database=database, broker=broker, queue=queue)
