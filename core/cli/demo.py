@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from core.cli import processes
 
 FINAL = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 0.5
+PLAIN_EVERY = 10.0  # seconds between plain progress lines when the output is not a terminal
 EVAL_IMAGES = 8  # per token after each task (recognition); the grid shows GRID_IMAGES of them
 GRID_IMAGES = 4
 GENERATE_STEPS = 25
@@ -117,6 +119,9 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"images: {out}  grid: {grid}")
     finally:
         processes.stop(serve, timeout=20)
+    if args.data_dir is None and remaining == 0:
+        shutil.rmtree(data_dir, ignore_errors=True)  # a temporary directory of ours; kept on failure
+        print(f"removed the temporary data directory {data_dir}")
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0 if remaining == 0 else 1
 
@@ -165,13 +170,30 @@ def _follow(
     serve: Any,
     log_path: Path,
 ) -> dict[str, dict[str, Any]]:
-    """Progress bars (one per concept) until every job is final."""
+    """Progress bars (one per concept) until every job is final; on a non-terminal (a log file),
+    plain lines instead of redrawn bars: one per phase change, and one every ``PLAIN_EVERY`` s."""
     from tqdm import tqdm
 
+    plain = not sys.stdout.isatty()
     bars = {
-        c.job_id: tqdm(total=1, desc=f"{c.name:<16} queued", position=i, leave=True, bar_format=BAR_FORMAT)
+        c.job_id: tqdm(
+            total=1,
+            desc=f"{c.name:<16} queued",
+            position=i,
+            leave=True,
+            bar_format=BAR_FORMAT,
+            disable=plain,
+        )
         for i, c in enumerate(concepts)
     }
+    said: dict[str, tuple[str, float]] = {}
+
+    def say(job_id: str, text: str, phase: str) -> None:
+        last = said.get(job_id)
+        if plain and (last is None or last[0] != phase or time.monotonic() - last[1] >= PLAIN_EVERY):
+            print(f"  {names[job_id]}: {text}", flush=True)
+            said[job_id] = (phase, time.monotonic())
+
     names = {c.job_id: c.name for c in concepts}
     jobs: dict[str, dict[str, Any]] = {}
     try:
@@ -190,6 +212,9 @@ def _follow(
                     progress.get("step", 0),
                     progress.get("total", 0),
                 )
+                loss = progress.get("loss")
+                loss_text = "" if loss is None else f" loss {loss:.4f}"
+                say(job_id, f"{job['state']} {phase} {step}/{total}{loss_text}", job["state"] + phase)
                 if job["state"] in FINAL:
                     jobs[job_id] = job
                     bar.set_description(f"{names[job_id]:<16} {job['state']}")
@@ -204,8 +229,7 @@ def _follow(
                 bar.set_description(f"{names[job_id]:<16} {phase}")
                 bar.total = max(int(total), 1)
                 bar.n = min(int(step), bar.total)
-                loss = progress.get("loss")
-                bar.set_postfix_str("" if loss is None else f"loss {loss:.4f}", refresh=False)
+                bar.set_postfix_str(loss_text.strip(), refresh=False)
                 bar.refresh()
             time.sleep(POLL_SECONDS)
     finally:
