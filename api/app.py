@@ -9,23 +9,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import Services
 from api.dispatch import outbox_dispatcher
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import adapters, admin, admin_read, concepts, generate, health, images, jobs, me
+from api.routes import adapters, admin, admin_read, concepts, docs, generate, health, images, jobs, me
 from core.db.session import make_session_factory
 from core.settings import Settings
 from core.storage import ArtifactStore
 
 log = logging.getLogger("mnemo.api")
+STATIC_DIR = Path(__file__).with_name("static")
 BODY_OVERHEAD_BYTES = 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 
@@ -52,12 +55,20 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
         yield
         session_factory.kw["bind"].dispose()  # close pooled DB connections at shutdown
 
-    app = FastAPI(title="Mnemo", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Mnemo",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served offline by api.routes.docs
+        redoc_url=None,
+    )
     app.state.services = services
     app.state.metrics = ApiMetrics(session_factory)
 
-    for module in (concepts, jobs, generate, images, adapters, me, admin, admin_read, health):
+    for module in (concepts, jobs, generate, images, adapters, me, admin, admin_read, health, docs):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     max_upload = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload, max_other_bytes=MAX_JSON_BYTES)
