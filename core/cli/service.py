@@ -36,21 +36,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="all-in-one: API + a Celery worker process (embedded default)"
     )
     _add_setting_options(serve)
-    serve.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--concurrency", type=int, default=1, help="worker pool processes")
     serve.add_argument("--no-upgrade", action="store_true", help="do not run the migrations first")
     serve.set_defaults(handler=_serve)
 
     api = subparsers.add_parser("api", help="the HTTP API (uvicorn)")
     _add_setting_options(api)
     api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    api.add_argument("--log-level", default="info")
+    api.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning)")
     api.set_defaults(handler=_api)
 
     worker = subparsers.add_parser("worker", help="a Celery worker (training and generation)")
-    _add_setting_options(worker)
-    worker.add_argument("--concurrency", type=int, default=1, help="pool processes (one per GPU)")
+    _add_setting_options(worker, only=tuple(n for n in SETTING_OPTIONS if n not in ("host", "port")))
+    worker.add_argument(
+        "--concurrency", type=int, default=1, help="pool processes (all on MNEMO_DEVICE; one worker per GPU)"
+    )
     worker.add_argument("--queues", default="mnemo.train,mnemo.generate", help="comma-separated queues")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", help="Celery log level (debug, info, warning)")
     worker.add_argument("--hostname", default=None, help="Celery node name (default mnemo-<pid>@<host>)")
     worker.add_argument(
         "--no-reconciler", action="store_true", help="do not run the reconciler thread in this worker"
@@ -62,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="apply the Alembic migrations (default: to head)")
     _add_setting_options(upgrade, only=("data_dir", "database_url"))
-    upgrade.add_argument("--revision", default="head")
+    upgrade.add_argument("--revision", default="head", help="Alembic revision to upgrade to")
     upgrade.set_defaults(handler=_db_upgrade)
 
     users = subparsers.add_parser("users", help="user administration")
@@ -89,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser("demo", help="train three sample concepts and generate images (embedded)")
     demo.add_argument("--data-dir", type=Path, default=None, help="a fresh folder (default: a new temp dir)")
     demo.add_argument("--out", type=Path, default=Path("mnemo-demo"), help="where the PNG grid goes")
-    demo.add_argument("--concepts", type=int, default=3, help="how many sample concepts (default 3)")
+    demo.add_argument("--concepts", type=int, default=3, help="how many sample concepts, learned in order")
     demo.add_argument("--steps", type=int, default=None, help="training steps per concept (preset default)")
     demo.add_argument("--backbone", default=None, help="backbone (default: MNEMO_BACKBONE or toy)")
     demo.add_argument("--preset", default=None, help="engine preset (default: MNEMO_ENGINE_PRESET or toy)")
@@ -108,9 +110,13 @@ def _add_setting_options(parser: argparse.ArgumentParser, *, only: tuple[str, ..
         "host": "bind address (MNEMO_HOST)",
         "port": "port (MNEMO_PORT)",
     }
+    metavars = {"data_dir": "DIR", "database_url": "URL", "broker_url": "URL", "backbone": "NAME|DIR"}
+    metavars |= {"engine_preset": "PRESET", "device": "DEVICE", "host": "HOST", "port": "PORT"}
     for name in only or tuple(SETTING_OPTIONS):
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, dest=f"setting_{name}", default=None, help=helps[name])
+        parser.add_argument(
+            flag, dest=f"setting_{name}", default=None, metavar=metavars[name], help=helps[name]
+        )
 
 
 def _apply_setting_options(args: argparse.Namespace) -> None:

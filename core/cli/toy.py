@@ -21,13 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--minutes", type=float, default=60.0, help="wall-clock budget of the backbone (VAE + UNet)"
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of every random draw (data, init, noise)")
     train.add_argument("--out", type=Path, default=None, help="output folder (default: the shipped weights/)")
     train.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is steadiest on a busy machine)"
     )
-    train.add_argument("--vae-steps", type=int, default=None)
-    train.add_argument("--unet-steps", type=int, default=None)
+    train.add_argument("--vae-steps", type=int, default=None, help="VAE steps (stage 1; default 1500)")
+    train.add_argument("--unet-steps", type=int, default=None, help="UNet steps (stage 2; default 6000)")
     train.add_argument("--pool-size", type=int, default=None, help="training images encoded to latents")
     train.add_argument(
         "--what",
@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--guidance-scale", type=float, default=7.5)
     check.add_argument("--quick", action="store_true", help="4 held-out combos x 2 images")
     check.add_argument("--per-combo", type=int, default=None, help="images per colour x shape combination")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=int, default=0, help="seed of the prompts' noise")
     check.add_argument("--grid", type=Path, default=Path("toy_check.png"), help="sample grid PNG to write")
     check.add_argument("--threads", type=int, default=None)
     check.add_argument("--json", action="store_true", help="print the figures as JSON")
