@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 SETTING_OPTIONS = {
     "data_dir": "MNEMO_DATA_DIR",
@@ -244,7 +245,37 @@ def _session_and_settings(args: argparse.Namespace):  # type: ignore[no-untyped-
 
     _apply_setting_options(args)
     settings = get_settings()
+    _require_database(settings)
     return partial(write_transaction, make_session_factory(settings.database_url)), settings
+
+
+def _require_database(settings) -> None:  # type: ignore[no-untyped-def]
+    """Exit with one line (status 2) when there is no migrated Mnemo database where the settings
+    point: a ``users`` command run from another folder must not create an empty one."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    hint = (
+        "start `mnemo serve` (it migrates) or run `mnemo db upgrade`, and point --data-dir or "
+        "MNEMO_DATA_DIR (or --database-url) at the server's data"
+    )
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        _fail(f"no Mnemo database at {url.database}: {hint}")
+    engine = create_engine(url)
+    try:
+        migrated = inspect(engine).has_table("users")
+    except Exception as error:  # any connection failure gets the same one line
+        _fail(f"cannot open the database ({type(error).__name__}): {hint}")
+    finally:
+        engine.dispose()
+    if not migrated:
+        _fail(f"the database at {url.render_as_string(hide_password=True)} has no tables: {hint}")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _users_create(args: argparse.Namespace) -> int:
