@@ -1,4 +1,4 @@
-"""``mnemo toy train | check``: build and verify the embedded toy backbone.
+"""``mnemo toy train | check | samples``: build, verify and try the embedded toy backbone.
 
 Heavy imports (torch, diffusers) happen inside the handlers.
 """
@@ -98,6 +98,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--backbone", default="toy", help="toy or a folder written by mnemo toy train")
     check.set_defaults(handler=_check)
+
+    samples = toy.add_parser(
+        "samples",
+        help="write a bundled sample concept's images as PNG files (something to upload)",
+        description="Write the images of a bundled sample concept (docs/toy.md) as PNG files, e.g. to "
+        "upload with curl. Names: bullseye, striped-square, smiley, checkered-triangle, dotted-heart, "
+        "striped-cross; tuning: ladybug, chessboard, zebra-triangle, target-star, pumpkin-heart, "
+        "dotted-cross; photographs: chelsea, coffee.",
+    )
+    samples.add_argument("name", help="a bundled concept, e.g. smiley")
+    samples.add_argument("--out", type=Path, default=Path("."), help="folder for NAME-1.png ... NAME-6.png")
+    samples.set_defaults(handler=_samples)
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from core.engine.toy.concepts import get_concept
+
+    try:
+        concept = get_concept(args.name)
+    except KeyError as error:
+        print(f"mnemo toy samples: error: {error.args[0]}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(concept.images, start=1):
+        path = args.out / f"{concept.name}-{index}.png"
+        image.save(path)
+        print(path)
+    return 0
 
 
 def _int_list(text: str) -> tuple[int, ...]:
