@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from core import progress
 from core.cli import processes
 
 
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             end_to_end, worker_side, queue_wait, direct = [], [], [], []
             api_in: list[float] = []  # request sent -> job row written
             api_out: list[float] = []  # job finished -> response received
-            for seed in range(args.requests):
+            for seed in progress.bar(range(args.requests), desc="api: /v1/generate vs direct", every=15.0):
                 seconds, job = _generate(http, {**params, "seed": seed})
                 end_to_end.append(seconds)
                 worker_side.append(_span(job))

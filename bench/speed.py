@@ -16,6 +16,8 @@ import argparse
 import json
 import time
 
+from core import progress
+
 DEFAULT_KS = (2, 3, 5, 7)
 DEFAULT_TASKS = (2, 10, 50)
 GROWTH_METHODS = ("ewc_dc", "dsc_ewc_dc", "c_lora")
@@ -48,11 +50,14 @@ def run(args: argparse.Namespace) -> int:
     cases = [("k", k, "dsc_ewc_dc", max(k - 1, 1)) for k in args.ks]
     cases += [("task", n, method, n - 1) for method in GROWTH_METHODS for n in args.tasks]
     samples: dict[tuple, list[dict[str, float]]] = {case: [] for case in cases}
+    bar = progress.bar(total=args.rounds * len(cases), desc="speed: tasks", every=20.0)
     for _ in range(args.rounds):  # interleaved, so that load drifts hit every case alike
         for case in cases:
             kind, value, method, previous = case
             case_config = config.with_(dc_k=value) if kind == "k" else config
             samples[case].append(_task_seconds(backbone, case_config, method=method, previous=previous))
+            bar.update(1)
+    bar.close()
     median = {case: _median(rows) for case, rows in samples.items()}
 
     by_k = {}

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from core import progress
 from core.engine.toy import dataset
 from core.engine.toy.recognition import Attributes, summarise, verdicts
 
@@ -139,7 +140,7 @@ def run_check(
     images: list[Image.Image] = []
     # One image per prompt with its own seed, generated in batches of identical prompts.
     start = time.perf_counter()
-    for i, item in enumerate(prompts):
+    for i, item in enumerate(progress.bar(prompts, desc="check: generate", every=15.0)):
         images += generate(
             backbone=backbone,
             state=state,

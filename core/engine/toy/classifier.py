@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from core.engine.toy import CLASSIFIER_PATH, dataset
+from core.progress import bar as progress_bar
 
 FEATURE_DIM = 128
 ALL_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in dataset.COLOUR_NAMES for s in dataset.SHAPES)
@@ -130,7 +131,6 @@ def train_classifier(
     binary cross-entropy of the colours present (a multi-label target).
     """
     from safetensors.torch import save_file
-    from tqdm import tqdm
 
     torch.manual_seed(seed)
     model = ToyClassifier()
@@ -140,7 +140,7 @@ def train_classifier(
     loss_fn = nn.CrossEntropyLoss()
     multi_label = nn.BCEWithLogitsLoss()
     start = time.monotonic()
-    bar = tqdm(range(steps), desc="classifier", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(range(steps), desc="classifier", disable=not progress)
     for step in bar:
         images, _, specs = dataset.batch(
             seed + 500, step * batch, batch, combos=ALL_COMBOS, exclude=NOTHING, pair_p=0.0

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import progress
 from core.engine.toy import dataset
 from core.engine.toy.architecture import TOY, ToyArchitecture
 
@@ -113,14 +114,13 @@ class _Log:
 def train_vae(*, config: TrainConfig, log: _Log, seconds: float):
     """Stage 1: the autoencoder on freshly generated images (data seed ``seed``)."""
     import torch
-    from tqdm import tqdm
 
     torch.manual_seed(config.seed)
     vae = config.architecture.build_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
     budget = _Budget(seconds, config.vae_steps)
-    bar = tqdm(total=config.vae_steps, desc="vae", dynamic_ncols=True)
+    bar = progress.bar(total=config.vae_steps, desc="vae")
     step = 0
     while step < config.vae_steps and budget.progress(step) < 1.0:
         lr = config.vae_lr * _schedule(budget.progress(step), step=step, warmup=50)
@@ -175,12 +175,11 @@ def latent_scaling_factor(vae, *, seed: int, n: int = 512) -> float:
 def encode_pool(vae, *, config: TrainConfig):
     """Posterior means/stds of ``pool_size`` training images (data offset 1e6) and their specs."""
     import torch
-    from tqdm import tqdm
 
     means, stds, specs = [], [], []
     chunk = 256
     with torch.no_grad():
-        for start in tqdm(range(0, config.pool_size, chunk), desc="encode", dynamic_ncols=True):
+        for start in progress.bar(range(0, config.pool_size, chunk), desc="encode"):
             images, _, batch_specs = dataset.batch(config.seed, 1_000_000 + start, chunk)
             dist = vae.encode(torch.from_numpy(images)).latent_dist
             means.append(dist.mean)
@@ -232,7 +231,6 @@ def train_denoiser(
     import copy
 
     import torch
-    from tqdm import tqdm
 
     from core.engine.losses import regression_target
 
@@ -268,7 +266,7 @@ def train_denoiser(
     templates = dataset.caption_templates(colour_only_weight=config.colour_only_weight)
     budget = _Budget(seconds - (time.monotonic() - log.meta["_t_stage2"]), config.unet_steps)
     next_save = config.save_every_minutes * 60
-    bar = tqdm(total=config.unet_steps, desc="unet", dynamic_ncols=True)
+    bar = progress.bar(total=config.unet_steps, desc="unet")
     step, running = 0, None
     while step < config.unet_steps and budget.progress(step) < 1.0:
         lr = config.unet_lr * _schedule(budget.progress(step), step=step, warmup=config.warmup_steps)
