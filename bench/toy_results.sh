@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every committed result on the shipped toy backbone, regenerated stage by stage (docs: bench/README.md).
+#   bench/toy_results.sh check | schedule | personalization | calibrate | cl | demo | all
+# Each stage writes into bench/results/ (or docs/images/ for the demo) as it goes; run them in this
+# order after retraining the toy: `schedule` chooses the preset's rates (on the tuning concepts),
+# `calibrate` records τ, then the evaluation stages use the preset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MNEMO=${MNEMO:-.venv/bin/mnemo}
+THREADS=${THREADS:-2}
+TUNING=ladybug,chessboard,zebra-triangle,target-star,pumpkin-heart,dotted-cross
+
+stage_check() {
+  mkdir -p bench/results/toy_check
+  $MNEMO toy check --quick --json --threads "$THREADS" --grid bench/results/toy_check/grid_quick.png \
+    > bench/results/toy_check/check_quick.json
+  $MNEMO toy check --json --caption-losses --threads "$THREADS" --grid bench/results/toy_check/grid.png \
+    > bench/results/toy_check/check.json
+}
+
+stage_schedule() {  # the toy preset's LoRA/token rates: a grid on the tuning concepts only
+  $MNEMO bench personalization --concepts tuning --n-eval 12 --threads "$THREADS" \
+    --lora-lr "${LORA_LRS:-2.5e-4,1e-3}" --token-lr "${TOKEN_LRS:-5e-4,5e-3,2e-2}" \
+    --out bench/results/personalization_schedule --json > /dev/null
+}
+
+stage_personalization() {  # the evaluation concepts (and the two photographs) at the preset
+  $MNEMO bench personalization --concepts all --n-eval 24 --threads "$THREADS" \
+    --out bench/results/personalization --json > /dev/null
+}
+
+stage_calibrate() {  # τ of the toy preset, on two tuning concepts
+  $MNEMO bench calibrate --backbone toy --preset toy --concept-names ladybug,chessboard
+}
+
+stage_cl() {  # the paper's table on the six evaluation concepts (METHODS, SEEDS to widen it)
+  $MNEMO bench cl --backbone toy --methods "${METHODS:-lora_sequential,c_lora,dsc_ewc_dc}" \
+    --seeds "${SEEDS:-0}" --n-eval 24 --out bench/results/cl_toy --json > /dev/null
+}
+
+stage_demo() {  # the README's pictures
+  rm -rf mnemo-demo
+  $MNEMO demo --out mnemo-demo | tee mnemo-demo.log
+  mkdir -p docs/images
+  cp mnemo-demo/grid.png docs/images/demo_grid.png
+  cp mnemo-demo/recognition.json docs/images/demo_recognition.json
+}
+
+if [ "${1:-}" = all ]; then
+  for s in check schedule personalization calibrate cl demo; do "stage_$s"; done
+else
+  "stage_${1:?usage: bench/toy_results.sh check|schedule|personalization|calibrate|cl|demo|all}"
+fi
