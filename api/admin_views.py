@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.responses import Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import pagination
@@ -29,11 +31,12 @@ from api.admin_schemas import (
     WorkerList,
     WorkerOut,
 )
-from api.deps import Services
+from api.deps import Services, not_found
 from api.routes.adapters import lineage_out
+from api.routes.images import png_response
 from core.db import admin as queries
 from core.db.audit import record
-from core.db.models import User, utcnow
+from core.db.models import GeneratedImage, User, utcnow
 from core.db.previews import preview_strips
 from core.db.session import write_transaction
 from core.db.users import active_key_count
@@ -185,3 +188,18 @@ def previews(session: Session, *, user_id: str) -> PreviewStrips:
             )
         )
     return PreviewStrips(user_id=user_id, strips=strips)
+
+
+def image_response(services: Services, *, image_id: str, actor_user_id: str) -> Response:
+    """Any user's stored image (PNG) for an admin, audit-logged; 404 when missing."""
+    with services.session_factory() as session:
+        row = session.scalar(select(GeneratedImage).where(GeneratedImage.id == image_id))
+        if row is None:
+            raise not_found()
+        owner, path, digest = row.user_id, row.path, row.sha256
+    try:
+        data = services.store.read_bytes(path)
+    except (OSError, ValueError):
+        raise not_found() from None
+    audit_access(services, actor_user_id=actor_user_id, subject_user_id=owner, what="image")
+    return png_response(data, sha256=digest, cache_control="private, max-age=3600")

@@ -14,10 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import dashboard
 from api.deps import Services
 from api.dispatch import outbox_dispatcher
 from api.limits import BodySizeLimitMiddleware
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
 
     for module in (concepts, jobs, generate, images, adapters, me, admin, admin_read, health, docs):
         app.include_router(module.router)
+    dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     max_upload = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
@@ -79,7 +81,9 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if dashboard.is_page(request) and error.status_code in (403, 404, 405):
+            return dashboard.error_page(request, status_code=error.status_code, detail=error.detail)
         return JSONResponse(
             status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
         )

@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,10 +30,9 @@ from api.admin_schemas import (
 from api.deps import AdminDep, Services, ServicesDep, SessionDep, not_found
 from api.pagination import Cursor, Limit
 from api.routes.health import check_broker, check_database
-from api.routes.images import png_response
 from api.schemas import ErrorOut
 from core.db import admin as queries
-from core.db.models import GeneratedImage, User
+from core.db.models import User
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses={403: {"model": ErrorOut}})
 NOT_FOUND = {404: {"model": ErrorOut}}
@@ -137,18 +135,8 @@ def get_task(job_id: str, admin: AdminDep, session: SessionDep, services: Servic
     responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
     summary="Any user's generated or preview image (audit-logged)",
 )
-def get_image(image_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> Response:
-    image = session.scalar(select(GeneratedImage).where(GeneratedImage.id == image_id))
-    if image is None:
-        raise not_found()
-    owner, path, digest = image.user_id, image.path, image.sha256
-    session.commit()
-    try:
-        data = services.store.read_bytes(path)
-    except (OSError, ValueError):
-        raise not_found() from None
-    admin_views.audit_access(services, actor_user_id=admin.id, subject_user_id=owner, what="image")
-    return png_response(data, sha256=digest, cache_control="private, max-age=3600")
+def get_image(image_id: str, admin: AdminDep, services: ServicesDep) -> Response:
+    return admin_views.image_response(services, image_id=image_id, actor_user_id=admin.id)
 
 
 @router.get(

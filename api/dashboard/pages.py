@@ -1,0 +1,166 @@
+"""The ``/admin`` pages (GET): users, one user's history, one task, live jobs and images.
+
+Each page checks the session first (``page_admin``), then reads through ``api.admin_views``
+(the same code as the JSON admin API); pages that show another user's data write the same
+``admin.read`` audit entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import admin_views
+from api.admin_schemas import SystemOut
+from api.dashboard.auth import PageAdminDep
+from api.dashboard.render import render
+from api.deps import Services, ServicesDep, not_found
+from api.pagination import Cursor
+from api.routes.health import check_broker, check_database
+from core.db import admin as queries
+from core.db.models import User, utcnow
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+USERS_PER_PAGE = 50
+TASKS_PER_PAGE = 100
+LIVE_JOBS = 200
+KEEPALIVE_SECONDS = 15.0
+RECENT_WORKER = timedelta(minutes=5)
+
+
+def users_context(services: Services, *, cursor: str | None, system: SystemOut) -> dict[str, Any]:
+    """What the users page shows (also rendered after a create or rotate, with the new key)."""
+    with services.session_factory() as session:
+        page = admin_views.users_page(session, limit=USERS_PER_PAGE, cursor=cursor)
+        workers = admin_views.workers(session).workers
+    cutoff = utcnow() - RECENT_WORKER
+    return {
+        "nav": "users",
+        "page": page,
+        "system": system,
+        "workers_recent": sum(1 for w in workers if w.last_seen_at >= cutoff),
+    }
+
+
+async def system_status(services: Services) -> SystemOut:
+    database = await check_database(services)
+    broker = await check_broker(services)
+    queue = None
+    if database == "ok":
+
+        def count() -> Any:
+            with services.session_factory() as session:
+                return admin_views.queue(session)
+
+        queue = await run_in_threadpool(count)
+    return SystemOut(database=database, broker=broker, queue=queue)
+
+
+@router.get("", response_class=HTMLResponse)
+async def users_page(
+    request: Request, admin: PageAdminDep, services: ServicesDep, cursor: Cursor = None
+) -> Response:
+    system = await system_status(services)
+    context = await run_in_threadpool(users_context, services, cursor=cursor, system=system)
+    return render(request, "admin/users.html", admin=admin, **context)
+
+
+def _user_context(services: Services, *, user_id: str, cursor: str | None) -> dict[str, Any] | None:
+    with services.session_factory() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            return None
+        summary = admin_views.one_user(session, user=user)
+        tasks = admin_views.task_page(session, user_id=user_id, limit=TASKS_PER_PAGE, cursor=cursor)
+        lineage = admin_views.lineage(session, user_id=user_id)
+        previews = admin_views.previews(session, user_id=user_id)
+    max_task = max((p.after_task_index for s in previews.strips for p in s.previews), default=0)
+    grid = []
+    for strip in previews.strips:
+        by_task = {p.after_task_index: p for p in strip.previews}
+        grid.append((strip, [by_task.get(n) for n in range(1, max_task + 1)]))
+    return {
+        "user": summary,
+        "tasks": tasks,
+        "lineage": lineage,
+        "positions": {v.id: i for i, v in enumerate(lineage.versions)},
+        "previews": previews,
+        "grid": grid,
+        "max_task": max_task,
+    }
+
+
+@router.get("/users/{user_id}", response_class=HTMLResponse)
+def user_page(
+    user_id: str, request: Request, admin: PageAdminDep, services: ServicesDep, cursor: Cursor = None
+) -> Response:
+    context = _user_context(services, user_id=user_id, cursor=cursor)
+    if context is None:
+        raise not_found()
+    for what in ("tasks", "lineage", "previews"):
+        admin_views.audit_access(services, actor_user_id=admin.user_id, subject_user_id=user_id, what=what)
+    return render(request, "admin/user.html", admin=admin, nav="users", **context)
+
+
+@router.get("/tasks/{job_id}", response_class=HTMLResponse)
+def task_page(job_id: str, request: Request, admin: PageAdminDep, services: ServicesDep) -> Response:
+    with services.session_factory() as session:
+        row = queries.task(session, job_id=job_id)
+        if row is None:
+            raise not_found()
+        task = admin_views.task_detail(row)
+        owner = session.get(User, task.user_id)
+        owner_name = owner.name if owner else ""
+    admin_views.audit_access(services, actor_user_id=admin.user_id, subject_user_id=task.user_id, what="task")
+    return render(request, "admin/task.html", admin=admin, nav="users", task=task, owner_name=owner_name)
+
+
+@router.get("/images/{image_id}")
+def image(image_id: str, admin: PageAdminDep, services: ServicesDep) -> Response:
+    return admin_views.image_response(services, image_id=image_id, actor_user_id=admin.user_id)
+
+
+def _live(services: Services) -> dict[str, Any]:
+    with services.session_factory() as session:
+        return admin_views.active_page(session, limit=LIVE_JOBS, cursor=None).model_dump(mode="json")
+
+
+@router.get("/live", response_class=HTMLResponse)
+def live_page(request: Request, admin: PageAdminDep, services: ServicesDep) -> Response:
+    with services.session_factory() as session:
+        page = admin_views.active_page(session, limit=LIVE_JOBS, cursor=None)
+        workers = admin_views.workers(session)
+    return render(request, "admin/live.html", admin=admin, nav="live", page=page, workers=workers)
+
+
+@router.get("/live/events")
+async def live_events(request: Request, admin: PageAdminDep, services: ServicesDep) -> StreamingResponse:
+    """Server-sent events: ``jobs`` (the ActiveJobPage JSON) whenever a running or queued job changes."""
+    poll = services.settings.events_poll_seconds
+
+    async def stream() -> AsyncIterator[str]:
+        last: dict[str, Any] | None = None
+        last_write = time.monotonic()
+        while not await request.is_disconnected():
+            snapshot = await run_in_threadpool(_live, services)
+            if snapshot != last:
+                yield f"event: jobs\ndata: {json.dumps(snapshot)}\n\n"
+                last, last_write = snapshot, time.monotonic()
+            elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                last_write = time.monotonic()
+            await asyncio.sleep(poll)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
