@@ -40,15 +40,29 @@ def test_mmd_unbiased_quadratic_hand_computed():
     assert mmd2_unbiased(Y, X, degree=2) == pytest.approx(36.5)
 
 
-def test_paper_mmd_is_biased_quadratic_hand_computed():
+def test_biased_mmd_hand_computed_and_mmd_is_the_unbiased_one():
     # Kxx: k(0,0)=1, k(0,1)=1, k(1,1)=4 -> (1+1+1+4)/4 = 1.75
     # Kyy: k(2,2)=25, k(2,3)=49, k(3,3)=100 -> (25+49+49+100)/4 = 55.75
     # Kxy mean 6.75 -> 1.75 + 55.75 - 13.5 = 44
-    assert mmd(X, Y) == pytest.approx(44.0)
     assert mmd2_biased(X, Y, degree=2) == pytest.approx(44.0)
-    # identical sets: exactly 0 (what gives textual inversion F_MMD = 0 in Table 1)
-    assert mmd(Y, Y) == 0.0
+    assert mmd(X, Y) == pytest.approx(36.5)  # the benchmark's MMD is the U-statistic
+    assert mmd2_biased(Y, Y, degree=2) == 0.0
     assert mmd2_unbiased(Y, Y, degree=2) < 0.0
+
+
+def test_unbiased_mmd_is_centred_at_zero_for_one_distribution_unlike_the_biased():
+    """Pairs of 8-sample sets from ONE distribution: MMD²_u averages ≈ 0 (some values < 0), MMD²_b > 0."""
+    g = torch.Generator().manual_seed(0)
+    unbiased, biased = [], []
+    for _ in range(400):
+        a, b = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+        unbiased.append(mmd2_unbiased(a, b, degree=2))
+        biased.append(mmd2_biased(a, b, degree=2))
+    u, bias = torch.tensor(unbiased), torch.tensor(biased)
+    standard_error = float(u.std() / len(unbiased) ** 0.5)
+    assert abs(float(u.mean())) < 3 * standard_error  # centred at 0
+    assert (u < 0).any() and (u > 0).any()
+    assert (bias > 0).all() and float(bias.mean()) > 10 * standard_error  # biased: offset > 0
 
 
 def test_mmd_cubic_hand_computed():
@@ -62,7 +76,7 @@ def test_mmd_is_near_zero_for_same_distribution_and_large_for_shifted():
     b = torch.randn(400, 8, generator=g)
     assert abs(mmd2_unbiased(a, b, degree=2)) < 0.02
     assert mmd2_unbiased(a, b + 1.0, degree=2) > 10 * abs(mmd2_unbiased(a, b, degree=2))
-    assert 0.0 < mmd(a, b) < mmd(a, b + 1.0)
+    assert abs(mmd(a, b)) < 0.02 < mmd(a, b + 1.0)
 
 
 def test_mmd_rejects_bad_input():

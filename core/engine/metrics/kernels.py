@@ -8,14 +8,16 @@ Conventions (stated once, used by every metric here):
   spelling it out; we take the same family at ``degree=2`` (``QUADRATIC_DEGREE``), so MMD and
   KID differ only in the degree. Features are used as the extractor returns them (no
   normalisation), exactly as KID does.
-* ``mmd`` (the paper's MMD, Eqs. 7–9) is the *biased* estimator MMD²_b of Gretton et al.
-  (2012, Eq. 5): plain means of the three Gram matrices. It is 0 for two identical sample
-  sets, which Table 1 requires: textual inversion never changes the U-Net, so its images of
-  concept j are the same after every task and its F_MMD is exactly 0 there. The unbiased
-  MMD²_u (Lemma 6), whose value for identical sets is negative, is kept for KID.
-* ``mmd2_unbiased`` is Gretton et al. (2012), Lemma 6 / Eq. 3 (MMD²_u): the within-set sums
-  exclude the diagonal, so its expectation is the population MMD² (0 for identical
-  distributions) and a finite-sample value may be slightly negative.
+* ``mmd`` (the MMD of Eqs. 7–9) is the *unbiased* estimator MMD²_u of Gretton et al. (2012,
+  Lemma 6 / Eq. 3, the U-statistic): the within-set sums drop the diagonal terms k(x_a, x_a),
+  so its expectation is the population MMD² — 0 for two samples of one distribution, and a
+  finite-sample value may be negative. The biased MMD²_b (Eq. 5, plain means of the Gram
+  matrices) is ≥ 0 but inflated by (mean k(x,x) − mean k(x,x'))/N per set: with 8 images,
+  two batches from the same model and prompt differed by more than the method gaps (issue 18),
+  so it is kept only as ``mmd2_biased`` for comparison.
+* ``mmd2_unbiased`` compares two *independent* samples; the same set against itself is not
+  such a pair (its value is negative). The benchmark sets F_MMD's terms for sample sets that
+  are identical (e.g. textual inversion, whose U-Net never changes) to 0 without an estimate.
 """
 
 from __future__ import annotations
@@ -74,5 +76,5 @@ def mmd2_biased(x: torch.Tensor, y: torch.Tensor, *, degree: int = QUADRATIC_DEG
 
 
 def mmd(x: torch.Tensor, y: torch.Tensor) -> float:
-    """The paper's MMD (App. E, Eqs. 7–9): biased MMD² with the quadratic kernel."""
-    return mmd2_biased(x, y, degree=QUADRATIC_DEGREE)
+    """The MMD of App. E, Eqs. 7–9: the unbiased MMD²_u (Gretton et al. 2012, Eq. 3), quadratic kernel."""
+    return mmd2_unbiased(x, y, degree=QUADRATIC_DEGREE)
