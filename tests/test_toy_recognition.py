@@ -40,7 +40,7 @@ def test_an_image_is_recognised_only_when_every_attribute_is_right():
     assert [r["recognised"] for r in rows] == [True, False, False, False, False]
     assert [r["shape"] for r in rows] == [True, False, True, True, True]
     rates = summarise(rows)
-    assert rates == {"recognised": 0.2, "shape": 0.8, "pattern": 0.8, "colours": 0.4, "images": 5}
+    assert rates == {"recognised": 0.2, "shape": 0.8, "pattern": 0.8, "colours": 0.6, "images": 5}
 
 
 def test_attributes_of_an_object_tuple_and_of_a_spec():

@@ -7,7 +7,8 @@ samples (Chelsea the cat, a cup of coffee). Each drawn concept is one of
 ``dataset.HELD_OUT_OBJECTS``: a particular shape x pattern x colours that the toy never saw
 as a whole, drawn by the generator's own renderer, so the judge can score it
 (``recognition.py``). Each concept comes as ``IMAGES_PER_CONCEPT`` deterministic 64x64
-images with seeded variation (position, size, rotation, and one of three backgrounds; crops
+images with seeded variation (position, size and rotation within the world's ranges, and one of
+three backgrounds; crops
 and flips for the photographs). ``class_word`` is a word of the toy's vocabulary, used to
 initialise the concept token and as the base-model comparison prompt ("a photo of a
 <class_word>").
@@ -73,20 +74,15 @@ TUNING: tuple[DrawnConcept, ...] = (
 def _draw_concept(
     name: str, obj: tuple[str, str, str, str], backgrounds: tuple[str, ...], n: int
 ) -> list[Image.Image]:
-    """``n`` renderings of ``obj``: size 17-24 px, anywhere it fits, +-15 degrees, one of ``backgrounds``."""
+    """``n`` renderings of ``obj`` in the world's poses (``dataset.sample_pose``), each on one of
+    ``backgrounds``: what varies between a user's photos, within what the toy can draw."""
     colour, colour2, pattern, shape = obj
     rng = random.Random(f"concept:{name}")
     images = []
     for _ in range(n):
         background = rng.choice(backgrounds)
-        r = rng.uniform(17.0, 24.0)
-        margin = r + 2
-        centre = (
-            rng.uniform(margin, dataset.IMAGE_SIZE - margin),
-            rng.uniform(margin, dataset.IMAGE_SIZE - margin),
-        )
-        angle = rng.uniform(-15.0, 15.0) if shape != "circle" else 0.0
-        spec = dataset.ShapeSpec(shape, colour, background, r, centre, angle, pattern, colour2)
+        radius, centre, angle = dataset.sample_pose(rng, shape)
+        spec = dataset.ShapeSpec(shape, colour, background, radius, centre, angle, pattern, colour2)
         images.append(dataset.render(spec, rng=rng))
     return images
 

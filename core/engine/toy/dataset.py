@@ -184,7 +184,8 @@ def full_caption(
     return f"a photo of {what} {shape} on a {background} background"
 
 
-def _pose(rng: random.Random, shape: str) -> tuple[float, tuple[float, float], float]:
+def sample_pose(rng: random.Random, shape: str) -> tuple[float, tuple[float, float], float]:
+    """(radius, centre, angle) of one object: the pose ranges of the whole world."""
     radius = rng.uniform(*RADIUS_RANGE)
     offset = min(MAX_OFFSET, IMAGE_SIZE / 2 - radius - 2.0)
     centre = (IMAGE_SIZE / 2 + rng.uniform(-offset, offset), IMAGE_SIZE / 2 + rng.uniform(-offset, offset))
@@ -225,7 +226,7 @@ def sample_spec(
         return _sample_pair(rng, combos=combos, exclude=exclude)
     shape, colour, pattern, colour2 = _object(rng, combos=combos, exclude=exclude)
     background = rng.choice([b for b in BACKGROUND_NAMES if b not in (colour, colour2)])
-    radius, centre, angle = _pose(rng, shape)
+    radius, centre, angle = sample_pose(rng, shape)
     return ShapeSpec(shape, colour, background, radius, centre, angle, pattern, colour2)
 
 
