@@ -3,12 +3,19 @@
 ``PAPER`` is the setup of the paper on SD v1.4. ``TOY`` and ``TINY`` are scaled-down
 presets for the embedded toy backbone and for the tiny test models: fewer steps and
 prior images, the same ratios (consolidation = 1/5 of training) and the same losses.
+
+λ_EWC and λ_C-LoRA multiply *normalised* penalties (the Fisher divided by its mean, Eq. 2's
+occupancy by its RMS; docs/method.md), so they are scale-free. The DC temperatures and the
+error reduction of a preset come from ``core/engine/assets/dc_calibration_<preset>.json``
+when ``mnemo bench calibrate`` has recorded one (``core.engine.dc_calibration``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
+
+from core.engine.dc_calibration import load_calibration
 
 DcReduction = Literal["sum", "mean"]
 
@@ -31,20 +38,23 @@ class EngineConfig:
     prior_images: int = 200
     prior_weight: float = 1.0
     prior_steps: int = 50
-    # EWC (App. H: lambda 1e6; Eq. 5: delta 0.5, k = 5 with c0 and c_n always in).
-    ewc_lambda: float = 1e6
+    # EWC (Eq. 5: delta 0.5, k = 5 with c0 and c_n always in). λ multiplies the normalised
+    # Fisher F / mean(F); the paper's 1e6 was for SD v1.4's raw Fisher scale (App. H).
+    ewc_lambda: float = 1.0
     ewc_delta: float = 0.5
     dc_k: int = 5
     consolidation_fraction: float = 0.2
-    # DC scores (Eq. 3): tau 1 for students, 0.05 for DSC teachers; reduction of the error.
+    # DC scores (Eq. 3): tau 1 for students, 0.05 for DSC teachers in the paper (with the sum
+    # reduction); the default reduction is the per-element mean, whose τ is calibrated per backbone.
     dc_tau: float = 1.0
     teacher_tau: float = 0.05
-    dc_reduction: DcReduction = "sum"
+    dc_reduction: DcReduction = "mean"
     # DSC (Eq. 6): gamma 0.1, lambda 1.5.
     dsc_gamma: float = 0.1
     dsc_lambda: float = 1.5
-    # C-LoRA self-regularisation (Eq. 2), coefficient 1e8.
-    c_lora_lambda: float = 1e8
+    # C-LoRA self-regularisation (Eq. 2) on the RMS-normalised occupancy; the paper's 1e8 was
+    # for SD's raw |Σ A B| scale.
+    c_lora_lambda: float = 1.0
     # Data.
     resolution: int = 512
     hflip: bool = True
@@ -64,24 +74,56 @@ class EngineConfig:
         return asdict(self)
 
 
-PAPER = EngineConfig()
+# λ of the normalised EWC penalty λ Σ (F / mean F)(θ − θ*)², the same for plain EWC and EWC-DC.
+# Chosen by task-2 movement ‖θ_2 − θ_1‖ relative to sequential LoRA's (0: frozen, 1: free): on the
+# tiny test model at TINY's rates λ = 1 gives 0.51 (EWC) and 0.44 (EWC-DC), where the raw Fisher
+# means differ 9,200-fold (1.5e-7 vs 1.4e-3; tests/engine/test_engine_consolidation.py). The toy's
+# own sweep is `mnemo bench sweep --mode movement --backbone toy --concept-names smiley,bullseye`
+# (bench/results/sweep_toy/movement.json); the paper's 1e6 was for SD v1.4's raw Fisher.
+TOY_EWC_LAMBDA = 1.0
+# λ of C-LoRA's Eq. 2 on the RMS-normalised occupancy (mean weight 1, the same form as the EWC
+# penalty), set equal to TOY_EWC_LAMBDA: not swept yet (`mnemo bench sweep --methods c_lora`).
+# The paper's 1e8 was for SD's raw |Σ A B|.
+TOY_C_LORA_LAMBDA = 1.0
+
+
+def _calibrated(preset: str, config: EngineConfig) -> EngineConfig:
+    """``config`` with the DC reduction and temperatures recorded for ``preset``, if recorded."""
+    return config.with_(**load_calibration(preset))
+
+
+# The paper's τ (1 for students, 0.05 for the DSC teacher) belongs with Eq. 3 as written (sum over
+# latent elements), so PAPER keeps both until `mnemo bench calibrate --backbone <SD folder> --preset
+# paper` records a mean-reduction τ for SD. Its λ are the toy's scale-free values (TOY_EWC_LAMBDA,
+# TOY_C_LORA_LAMBDA): nothing was swept on SD here.
+PAPER = _calibrated(
+    "paper", EngineConfig(dc_reduction="sum", ewc_lambda=TOY_EWC_LAMBDA, c_lora_lambda=TOY_C_LORA_LAMBDA)
+)
 # The toy's pooled caption also scales and shifts every ResNet (FiLM), so a concept token moves
 # the whole UNet: LoRA 2e-3 / token 5e-3 left 2 of 8 bundled concepts closer than the class
 # word on run H's weights (coloured noise), 5e-4 / 1e-3 learned 6 of 8; run K (shipped), whose
 # caption path is stronger, overshoots into texture at 5e-4 / 1e-3 (4 of 8) and learns 6 of 8 at
-# 2.5e-4 / 5e-4 (MODEL_CARD.md, "Personalization").
-TOY = EngineConfig(
-    train_steps=120,
-    grad_accum=1,
-    batch_size=2,
-    lora_lr=2.5e-4,
-    token_lr=5e-4,
-    full_lr=1e-4,
-    prior_prompt="a photo of a shape",
-    prior_images=16,
-    prior_steps=20,
-    resolution=64,
-    checkpoint_every=40,
+# 2.5e-4 / 5e-4 (MODEL_CARD.md, "Personalization"). λ: TOY_EWC_LAMBDA / TOY_C_LORA_LAMBDA above.
+# dc_reduction "mean" and τ come from core/engine/assets/dc_calibration_toy.json, written by
+# `mnemo bench calibrate --backbone toy --preset toy --concept-names smiley,bullseye` (teacher
+# top-1 0.8 at τ = 1.07e-3 on weights f0f4a5ec5ac741e9; τ = 1 gave 0.336, uniform over 3).
+TOY = _calibrated(
+    "toy",
+    EngineConfig(
+        ewc_lambda=TOY_EWC_LAMBDA,
+        c_lora_lambda=TOY_C_LORA_LAMBDA,
+        train_steps=120,
+        grad_accum=1,
+        batch_size=2,
+        lora_lr=2.5e-4,
+        token_lr=5e-4,
+        full_lr=1e-4,
+        prior_prompt="a photo of a shape",
+        prior_images=16,
+        prior_steps=20,
+        resolution=64,
+        checkpoint_every=40,
+    ),
 )
 TINY = TOY.with_(
     train_steps=10,

@@ -98,8 +98,39 @@ def merge_fisher(
     return merged
 
 
+def elementwise_mean(tensors: Tensors) -> float:
+    """x̄ = Σ_k Σ_e x_k[e] / Σ_k |x_k|: the mean over every element of every tensor (0 when empty)."""
+    count = sum(value.numel() for value in tensors.values())
+    if count == 0:
+        return 0.0
+    return float(sum(value.double().sum() for value in tensors.values()) / count)
+
+
+def fisher_mean(fisher: Tensors) -> float:
+    """F̄ = Σ_e F[e] / P: the mean of the diagonal Fisher over all P adapter elements (docs/method.md)."""
+    return elementwise_mean(fisher)
+
+
+def normalise_fisher(fisher: Tensors, *, mean: float) -> dict[str, torch.Tensor]:
+    """F̃ = F / F̄, so that mean(F̃) = 1 (docs/method.md, "Fisher normalisation").
+
+    The EWC penalty λ Σ F̃ (θ − θ*)² then depends on the Fisher's *shape* only, not on its
+    scale, which differs by orders of magnitude between plain EWC (Eq. 4 on L_denoise) and
+    EWC-DC (Eq. 5, whose DC term scales with 1/τ and the error reduction) and between
+    backbones; one λ means the same for all of them. A Fisher that is 0 everywhere (F̄ = 0)
+    is returned unchanged: its penalty is 0 whatever the scale.
+    """
+    if not mean > 0.0:
+        return {key: value.clone() for key, value in fisher.items()}
+    return {key: value / mean for key, value in fisher.items()}
+
+
 def ewc_penalty(params: Tensors, *, anchor: Tensors, fisher: Tensors, weight: float) -> torch.Tensor:
-    """EWC (Kirkpatrick et al. 2017, as in Algorithm 4 line 2): λ Σ F (θ − θ*)²."""
+    """EWC (Kirkpatrick et al. 2017, as in Algorithm 4 line 2): λ Σ F (θ − θ*)².
+
+    The task loop passes the normalised Fisher F̃ = F / F̄ (``normalise_fisher``), so λ is
+    scale-free; this function applies whatever Fisher it is given.
+    """
     total = None
     for key, param in params.items():
         if key not in fisher:
@@ -118,6 +149,22 @@ def c_lora_occupancy(past: Sequence[Tensors]) -> dict[str, torch.Tensor]:
     return {
         module: sum(lora_delta(state, module) for state in past).abs() for module in lora_modules(past[0])
     }
+
+
+def occupancy_rms(occupied: Mapping[str, torch.Tensor]) -> float:
+    """R = sqrt(mean_e |Σ_{n'<n} A_{n'}B_{n'}|²_e) over every K/V element (0 when nothing is occupied)."""
+    return elementwise_mean({key: value**2 for key, value in occupied.items()}) ** 0.5
+
+
+def normalise_occupancy(occupied: Mapping[str, torch.Tensor], *, rms: float) -> dict[str, torch.Tensor]:
+    """|Σ A B| / R: Eq. 2's weights (|Σ A B| / R)² then have mean 1, as the normalised Fisher F̃ has.
+
+    Eq. 2 is then λ Σ_e w_e (A_n B_n)²_e with mean(w) = 1, an EWC-like penalty on the new ΔW whose
+    λ no longer depends on how large earlier tasks' ΔW are on a backbone (docs/method.md).
+    """
+    if not rms > 0.0:
+        return {key: value.clone() for key, value in occupied.items()}
+    return {key: value / rms for key, value in occupied.items()}
 
 
 def c_lora_forget_loss(occupied: Mapping[str, torch.Tensor], current: Tensors) -> torch.Tensor:

@@ -13,7 +13,7 @@ from core.engine.errors import UnknownMethodError
 
 AdapterKind = Literal["none", "lora", "kv"]
 EwcKind = Literal["none", "plain", "dc"]
-Combine = Literal["head", "sum", "mean"]
+Combine = Literal["head", "sum", "mean", "merge"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Method:
     adapter:  ``lora`` (peft LoRA/VeRA on attn2 K/V), ``kv`` (full K/V delta, Custom Diffusion)
               or ``none`` (textual inversion: only the new token trains).
     per_task_adapters: a fresh adapter per task, combined at inference by ``combine``
-              (``sum`` for C-LoRA, ``mean`` for LoRA merge); otherwise one adapter is
+              (``sum`` for C-LoRA, ``mean`` for LoRA merge, ``merge`` for Custom Diffusion's
+              constrained merge of per-task K/V, ``core.engine.custom_diffusion``); otherwise one adapter is
               trained continually (Algorithm 4, line 1) and ``combine`` is ``head``.
     ewc:      EWC penalty during training with a Fisher from L_denoise (``plain``) or
               from the DC-augmented L_ewc of Eq. 5 (``dc``).
@@ -48,7 +49,7 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("textual_inversion", adapter="none"),
-        Method("custom_diffusion", adapter="kv"),
+        Method("custom_diffusion", adapter="kv", per_task_adapters=True, combine="merge"),
         Method("custom_diffusion_ewc", adapter="kv", ewc="plain"),
         Method("lora_sequential", adapter="lora"),
         Method("lora_merge", adapter="lora", per_task_adapters=True, combine="mean"),

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.engine.adapters import AdapterState
+from core.engine.losses import fisher_mean
 
 STATE_FORMAT = 1
 
@@ -44,6 +45,9 @@ class UserState:
     fisher: AdapterState | None = None
     method: str | None = None
     adapter_type: str = "lora"
+    normalisers: dict[str, float] = field(default_factory=dict)
+    """Scales the penalties were divided by (docs/method.md): ``fisher_mean`` F̄ of the stored
+    (un-normalised) online Fisher, ``c_lora_occupancy_rms`` R of Eq. 2 in the newest task."""
 
     @classmethod
     def empty(cls) -> UserState:
@@ -70,6 +74,7 @@ class UserState:
         adapter: AdapterState,
         fisher: AdapterState | None,
         adapter_type: str,
+        normalisers: dict[str, float] | None = None,
     ) -> UserState:
         return replace(
             self,
@@ -79,7 +84,15 @@ class UserState:
             fisher=fisher,
             method=concept.method,
             adapter_type=adapter_type,
+            normalisers=dict(normalisers or {}),
         )
+
+    @property
+    def fisher_scale(self) -> float:
+        """F̄ of the stored Fisher: the recorded value, else computed (states saved before it was recorded)."""
+        if self.fisher is None:
+            return 0.0
+        return float(self.normalisers.get("fisher_mean", fisher_mean(self.fisher)))
 
 
 def save_version(state: UserState, directory: Path) -> dict[str, str]:
@@ -99,6 +112,7 @@ def save_version(state: UserState, directory: Path) -> dict[str, str]:
         "method": state.method,
         "adapter_type": state.adapter_type,
         "concepts": [asdict(c) for c in state.concepts],
+        "normalisers": state.normalisers,
     }
     (directory / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     for path in directory.iterdir():
@@ -125,6 +139,7 @@ def load_state(directories: Sequence[Path]) -> UserState:
         fisher=load_file(str(fisher_path)) if fisher_path.exists() else None,
         method=meta["method"],
         adapter_type=meta["adapter_type"],
+        normalisers={k: float(v) for k, v in meta.get("normalisers", {}).items()},
     )
 
 

@@ -5,6 +5,10 @@
     θ_s ← DSC(θ_n, {θ_j}) (Eq. 6);  θ_n ← θ_s       (methods with DSC, n ≥ 2)
     F  ← online merge of F_{n−1} and F_n (Eq. 4–5) (methods with EWC)
 
+The EWC penalty uses the normalised Fisher F̃ = F / F̄ and C-LoRA's Eq. 2 the normalised
+occupancy |Σ A B| / R, so their λ are scale-free (docs/method.md); F is stored and merged
+un-normalised, and F̄ (``fisher_mean``) is recorded with the state.
+
 Every random draw comes from one ``torch.Generator`` seeded by (config.seed, n), so a
 run resumed from a checkpoint gives the same result as an uninterrupted one on CPU.
 """
@@ -24,6 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from core.engine import custom_diffusion as CD
 from core.engine import losses as L
 from core.engine.adapters import (
     AdapterState,
@@ -43,7 +48,7 @@ from core.engine.errors import InvalidConceptError, NonFiniteError, TaskCancelle
 from core.engine.methods import DEFAULT_METHOD, Method, get_method
 from core.engine.prior import prior_latents
 from core.engine.state import ConceptRecord, UserState
-from core.engine.tokens import encode_prompts, initial_embedding, token_for
+from core.engine.tokens import encode_prompts, initial_embedding, token_for, tokenize
 
 Progress = Callable[[str, int, int, float | None], None]
 INSTANCE_TEMPLATE = "a photo of {}"
@@ -130,6 +135,7 @@ class _TaskRun:
         self.done: dict[str, dict[str, torch.Tensor]] = {}
         self.losses: dict[str, list[float]] = {}
         self.seconds: dict[str, float] = {}
+        self.normalisers: dict[str, float] = {}
 
     # ---------------------------------------------------------------- orchestration
     def execute(self) -> TaskResult:
@@ -142,6 +148,7 @@ class _TaskRun:
         if self.resume is not None:
             self.done = self.resume["done"]
             self.losses = self.resume["losses"]
+        self.occupied = self._normalised_occupancy()  # recorded even when training is resumed past
         self.progress("prepare", 1, 1, None)
         self.seconds["prepare"] = time.perf_counter() - started
 
@@ -153,6 +160,8 @@ class _TaskRun:
         adapter = self.done.get("dsc", self.done["train"])
         token_row = self.done["train"]["__token__"]
         adapter = {k: v for k, v in adapter.items() if k != "__token__"}
+        if self.spec.combine == "merge":
+            adapter = self._merged_kv(adapter, token_row)
         _require_finite({"token": token_row, **adapter, **(fisher or {})})
         record = ConceptRecord(
             name=self.token[1:-1],
@@ -167,6 +176,7 @@ class _TaskRun:
             adapter=adapter,
             fisher=fisher,
             adapter_type=self.config.adapter_type,
+            normalisers=self.normalisers,
         )
         self.ckpt.clear()
         return TaskResult(state=new_state, losses=self.losses, seconds=self.seconds)
@@ -191,12 +201,14 @@ class _TaskRun:
         optimizer = torch.optim.AdamW(groups, weight_decay=1e-2)
         params = {"__token__": token_row, **adapter}
         prior_cond = self._encode([self.backbone.prior_prompt], {})
-        occupied = L.c_lora_occupancy(self.state.task_adapters) if self.spec.c_lora_reg else {}
+        occupied = self.occupied
+        fisher = self._normalised_fisher()
 
         def step(_: int) -> float:
             total = 0.0
             for _ in range(self.config.grad_accum):
-                loss = self._train_loss(token_row, adapter, prior_cond, occupied) / self.config.grad_accum
+                loss = self._train_loss(token_row, adapter, prior_cond, occupied, fisher)
+                loss = loss / self.config.grad_accum
                 loss.backward()
                 total += loss.item()
             torch.nn.utils.clip_grad_norm_(list(params.values()), MAX_GRAD_NORM)
@@ -213,6 +225,7 @@ class _TaskRun:
         adapter: dict[str, nn.Parameter],
         prior_cond: torch.Tensor,
         occupied: dict[str, torch.Tensor],
+        fisher: dict[str, torch.Tensor] | None,
     ) -> torch.Tensor:
         b = self.config.batch_size
         x0 = torch.cat([self._pick(self.latents, b), self._pick(self.prior, b)])
@@ -224,9 +237,9 @@ class _TaskRun:
             eps_pred = self.unet(x_t, t, hidden).sample
         loss = L.denoise_loss(eps_pred[:b], target[:b])
         loss = loss + self.config.prior_weight * L.denoise_loss(eps_pred[b:], target[b:])
-        if self.spec.ewc != "none" and self.state.fisher is not None and self.state.anchor is not None:
+        if fisher is not None and self.state.anchor is not None:
             loss = loss + L.ewc_penalty(
-                adapter, anchor=self.state.anchor, fisher=self.state.fisher, weight=self.config.ewc_lambda
+                adapter, anchor=self.state.anchor, fisher=fisher, weight=self.config.ewc_lambda
             )
         if occupied:
             loss = loss + self.config.c_lora_lambda * L.c_lora_forget_loss(occupied, adapter)
@@ -319,7 +332,24 @@ class _TaskRun:
         total = self.config.consolidation_steps
         self._loop("fisher", total, step, params=params, optimizer=None, accum=accum)
         task_fisher = {k: v / total for k, v in accum.items()}
-        return L.merge_fisher(self.state.fisher, task_fisher, task_index=self.n)
+        merged = L.merge_fisher(self.state.fisher, task_fisher, task_index=self.n)
+        self.normalisers["fisher_mean"] = L.fisher_mean(merged)
+        return merged
+
+    def _normalised_fisher(self) -> dict[str, torch.Tensor] | None:
+        """F̃ = F_{n−1} / F̄_{n−1} of the STORED Fisher (None without EWC or before task 2)."""
+        if self.spec.ewc == "none" or self.state.fisher is None:
+            return None
+        return L.normalise_fisher(self.state.fisher, mean=self.state.fisher_scale)
+
+    def _normalised_occupancy(self) -> dict[str, torch.Tensor]:
+        """Eq. 2's |Σ_{n'<n} A_{n'}B_{n'}| divided by its RMS R (recorded); empty without C-LoRA."""
+        if not self.spec.c_lora_reg or not self.state.task_adapters:
+            return {}
+        occupied = L.c_lora_occupancy(self.state.task_adapters)
+        rms = L.occupancy_rms(occupied)
+        self.normalisers["c_lora_occupancy_rms"] = rms
+        return L.normalise_occupancy(occupied, rms=rms)
 
     # ---------------------------------------------------------------- the generic loop
     def _loop(
@@ -379,8 +409,8 @@ class _TaskRun:
             activate(self.unet, [])
             return {}
         if self.spec.adapter == "kv":
-            start = self.state.anchor if self.state.anchor else zero_kv_delta(self.unet)
-            return self._kv_params(start)
+            fresh = self.spec.per_task_adapters or not self.state.anchor
+            return self._kv_params(zero_kv_delta(self.unet) if fresh else self.state.anchor)
         if self.spec.per_task_adapters or self.state.anchor is None:
             start = fresh_state(self.unet, config=self.config, seed=self.config.seed * 7919 + self.n)
         else:
@@ -393,6 +423,27 @@ class _TaskRun:
                 write_slot(self.unet, slot, state)
             self._activate_trainable("student", student, extra=past)
         return student
+
+    @torch.no_grad()
+    def _merged_kv(self, raw: AdapterState, token_row: torch.Tensor) -> AdapterState:
+        """Custom Diffusion: ``<layer>.delta`` = the constrained merge of every task's raw K/V delta
+        (kept as ``<layer>.task_delta``) on its prompt's text features (core.engine.custom_diffusion)."""
+        table = {**self.state.token_embeddings, self.token: token_row}
+        prompts = [INSTANCE_TEMPLATE.format(tok) for tok in [*self.state.tokens, self.token]]
+        words = sorted(
+            {c.class_word for c in self.state.concepts if c.class_word} | {self.class_word or "thing"}
+        )
+        generic = [self.backbone.prior_prompt, "a photo", *(f"a photo of a {word}" for word in words)]
+        features = self._prompt_features(prompts, table)
+        regulariser = torch.cat(self._prompt_features(generic, {}))
+        earlier = [_raw_kv(adapter) for adapter in self.state.task_adapters]
+        merged = CD.merge_kv_deltas(task_deltas=[*earlier, raw], features=features, regulariser=regulariser)
+        return {**merged, **{key.removesuffix(".delta") + ".task_delta": value for key, value in raw.items()}}
+
+    def _prompt_features(self, prompts: list[str], table: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        ids, _ = tokenize(self.backbone, prompts, list(table))
+        hidden = self._encode(prompts, table)
+        return CD.prompt_rows(hidden, ids, eos_id=self.backbone.tokenizer.eos_token_id)
 
     def _lora_slot(self, slot: str, state: AdapterState) -> dict[str, nn.Parameter]:
         ensure_slot(self.unet, slot, config=self.config)
@@ -438,8 +489,8 @@ class _TaskRun:
     def _diffuse(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x_t ~ q(x_t | x0) with t ~ U[0, T), and the model's regression target.
 
-        The target is ε for ε-prediction models (SD 1.x, SD 2.x-base, the toy) and the
-        velocity v for v-prediction ones (SD 2.x 768); (ε, t) are shared by all conditions.
+        The target is ε for ε-prediction models (SD 1.x, SD 2.x-base) and the velocity v for
+        v-prediction ones (SD 2.x 768, the shipped toy); (ε, t) are shared by all conditions.
         """
         scheduler = self.backbone.scheduler
         noise = torch.randn(x0.shape, generator=self.rng).to(x0.device)
@@ -457,6 +508,14 @@ class _TaskRun:
             "backbone": self.backbone.name,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _raw_kv(adapter: AdapterState) -> AdapterState:
+    """A Custom Diffusion task's own K/V delta (``.task_delta``; states without it: ``.delta``)."""
+    raw = {
+        k.removesuffix(".task_delta") + ".delta": v for k, v in adapter.items() if k.endswith(".task_delta")
+    }
+    return raw or {k: v for k, v in adapter.items() if k.endswith(".delta")}
 
 
 def _require_finite(tensors: dict[str, torch.Tensor]) -> None:

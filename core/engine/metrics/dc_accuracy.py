@@ -19,7 +19,7 @@ DC_PROMPT = "a photo of {token}"
 
 
 @torch.no_grad()
-def dc_predictions(
+def dc_error_samples(
     *,
     backbone: Any,
     state: Any,
@@ -29,7 +29,10 @@ def dc_predictions(
     reduction: str,
     seed: int,
 ) -> torch.Tensor:
-    """Index of the lowest mean DC error among ``prompts`` for each latent [B, C, H, W] -> [B]."""
+    """err_i of Eq. 3 per trial, latent and prompt under the state's adapters: [trials, B, k].
+
+    Each trial draws one (t, ε) per latent, shared by all k prompts (one batched UNet call).
+    """
     from core.engine.generate import user_adapters
     from core.engine.losses import batched_eps, dc_errors, regression_target
     from core.engine.tokens import encode_prompts
@@ -39,7 +42,7 @@ def dc_predictions(
     generator = torch.Generator().manual_seed(seed)
     scheduler = backbone.scheduler
     n_steps = int(scheduler.config.num_train_timesteps)
-    total = torch.zeros(latents.shape[0], len(prompts), dtype=torch.float64)
+    out = []
     with user_adapters(backbone, state):
         cond = encode_prompts(backbone, list(prompts), state.token_embeddings)
         for _ in range(trials):
@@ -48,8 +51,8 @@ def dc_predictions(
             x_t = scheduler.add_noise(latents, eps, t)
             eps_pred = batched_eps(backbone.unet, x_t, t, cond)
             target = regression_target(scheduler, latents, eps, t)
-            total += dc_errors(eps_pred, target, reduction=reduction).double().cpu()  # type: ignore[arg-type]
-    return total.argmin(dim=1)
+            out.append(dc_errors(eps_pred, target, reduction=reduction).double().cpu())  # type: ignore[arg-type]
+    return torch.stack(out)
 
 
 def dc_training_accuracy(
@@ -72,7 +75,7 @@ def dc_training_accuracy(
     for j, (_, images) in enumerate(concepts):
         pixels = to_pixels(list(images), resolution=backbone.resolution, hflip=False)
         latents = encode_latents(backbone, pixels)
-        predicted = dc_predictions(
+        errors = dc_error_samples(
             backbone=backbone,
             state=state,
             latents=latents,
@@ -81,6 +84,7 @@ def dc_training_accuracy(
             reduction=config.dc_reduction,
             seed=seed * 7919 + j,
         )
+        predicted = errors.sum(dim=0).argmin(dim=1)  # the lowest mean error over the trials
         hits = int((predicted == j + 1).sum())
         per_concept.append(hits / len(images))
         correct += hits
