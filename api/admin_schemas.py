@@ -91,7 +91,7 @@ class WorkerOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str = Field(description="<hostname>:<pid>")
-    role: Literal["pool", "main"] | str
+    role: str = Field(description="pool (runs jobs) or main (runs the reconciler)")
     device: str
     backbone: str
     preset: str

@@ -39,7 +39,6 @@ from core.db.audit import record
 from core.db.models import GeneratedImage, User, utcnow
 from core.db.previews import preview_strips
 from core.db.session import write_transaction
-from core.db.users import active_key_count
 
 
 def audit_access(services: Services, *, actor_user_id: str, subject_user_id: str, what: str) -> None:
@@ -54,24 +53,23 @@ def audit_access(services: Services, *, actor_user_id: str, subject_user_id: str
         )
 
 
-def user_summary(session: Session, row: queries.UserRow) -> UserSummaryOut:
-    totals = UserTotalsOut(**row.totals.__dict__)
+def user_summary(row: queries.UserRow) -> UserSummaryOut:
+    fields = dict(row.totals.__dict__)
+    active_keys = fields.pop("active_keys")
     out = UserSummaryOut.model_validate(row.user)
-    return out.model_copy(
-        update={"totals": totals, "active_keys": active_key_count(session, user_id=row.user.id)}
-    )
+    return out.model_copy(update={"totals": UserTotalsOut(**fields), "active_keys": active_keys})
 
 
 def users_page(session: Session, *, limit: int, cursor: str | None) -> UserPage:
     rows = queries.list_users_page(session, limit=limit, after=pagination.time_and_id(cursor))
-    users = [user_summary(session, row) for row in rows]
+    users = [user_summary(row) for row in rows]
     last = rows[-1].user if len(rows) == limit else None
     return UserPage(users=users, next_cursor=pagination.encode(last.created_at, last.id) if last else None)
 
 
 def one_user(session: Session, *, user: User) -> UserSummaryOut:
     totals = queries.user_totals(session, user_ids=[user.id])[user.id]
-    return user_summary(session, queries.UserRow(user=user, totals=totals))
+    return user_summary(queries.UserRow(user=user, totals=totals))
 
 
 def _task_fields(row: queries.TaskRow) -> dict[str, Any]:

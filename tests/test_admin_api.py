@@ -7,25 +7,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.db.enqueue import TrainRequest, create_train_job
 from core.db.jobs import claim_job
 from core.db.models import AuditLog, Job
 from core.db.workers import WorkerInfo, touch_worker
+from tests.admin_support import queue_train_job
 
 MISSING = "00000000-0000-0000-0000-000000000000"
 
 
 def _queue_concept(api, *, user_id: str, name: str) -> str:  # type: ignore[no-untyped-def]
-    with api.session_factory() as session:
-        _, job = create_train_job(
-            session,
-            user_id=user_id,
-            request=TrainRequest(name=name, class_word=None, method="dsc_ewc_dc", steps=None),
-            uploads=[],
-            max_attempts=3,
-        )
-        session.commit()
-        return job.id
+    return queue_train_job(api.session_factory, user_id=user_id, name=name)
 
 
 def _audit(api, *, actor: str) -> list[tuple[str, str | None, dict]]:  # type: ignore[no-untyped-def]

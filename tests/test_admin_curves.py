@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.db.enqueue import TrainRequest, create_train_job
 from core.db.jobs import claim_job
 from core.db.models import Job, WorkerSeen
 from core.db.workers import WorkerInfo
+from tests.admin_support import queue_train_job
 from worker.curves import MAX_POINTS, LossCurves
 from worker.monitor import JobMonitor
 
@@ -49,20 +49,12 @@ def test_a_short_phase_keeps_every_step_and_a_resume_overwrites_the_repeated_ste
 
 def test_the_heartbeat_writes_the_curves_and_the_worker_row(session_factory, new_user) -> None:  # type: ignore[no-untyped-def]
     user_id, _ = new_user(session_factory, "alice")
-    with session_factory() as session:
-        _, job = create_train_job(
-            session,
-            user_id=user_id,
-            request=TrainRequest(name="mug", class_word=None, method="dsc_ewc_dc", steps=None),
-            uploads=[],
-            max_attempts=3,
-        )
-        session.commit()
-    claim = claim_job(session_factory, job_id=job.id, worker_id="host:7", lease_seconds=60)
+    job_id = queue_train_job(session_factory, user_id=user_id, name="mug")
+    claim = claim_job(session_factory, job_id=job_id, worker_id="host:7", lease_seconds=60)
     info = WorkerInfo(worker_id="host:7", role="pool", device="cpu", backbone="tiny", preset="tiny")
     monitor = JobMonitor(
         session_factory=session_factory,
-        job_id=job.id,
+        job_id=job_id,
         fencing_token=claim.fencing_token,
         lease_seconds=60,
         heartbeat_seconds=30,
@@ -71,13 +63,13 @@ def test_the_heartbeat_writes_the_curves_and_the_worker_row(session_factory, new
     )
     with monitor:
         with session_factory() as session:
-            assert session.get(WorkerSeen, "host:7").current_job_id == job.id
+            assert session.get(WorkerSeen, "host:7").current_job_id == job_id
         for step in range(1, 401):
             monitor.progress("train", step, 400, 1.0 / step)
         monitor.progress("dsc", 1, 50, 0.5)
         monitor.beat()
         with session_factory() as session:
-            stored = session.get(Job, job.id)
+            stored = session.get(Job, job_id)
             curves = stored.loss_curves
             assert stored.progress == {"phase": "dsc", "step": 1, "total": 50, "loss": 0.5}
         assert len(curves["train"]) == 200 and curves["train"][-1][0] == 400

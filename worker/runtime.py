@@ -126,6 +126,18 @@ class Runtime:
             self._states.popitem(last=False)
         return state
 
+    @cached_property
+    def _feature_extractors(self) -> dict[str, Any]:
+        return {}
+
+    def preview_features(self, spec: str) -> Any:
+        """The feature extractor of the preview retention score, loaded once per process."""
+        from core.engine.metrics.features import load_feature_extractor
+
+        if spec not in self._feature_extractors:
+            self._feature_extractors[spec] = load_feature_extractor(spec, device=self.settings.device)
+        return self._feature_extractors[spec]
+
     def verified_dir(self, version: AdapterVersion) -> Path:
         directory = self.store.resolve(version.path)
         for name, meta in version.files.items():

@@ -28,6 +28,7 @@ from core.db.models import Job, Upload, new_id
 from core.storage import StorageError
 from worker.monitor import JobMonitor
 from worker.outcomes import Outcome, RunResult, record_failure
+from worker.previews import previews_after_publish
 from worker.runtime import CorruptVersionError, Runtime
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def _train_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobM
         monitor.stop()
     protocol.delete_raw_uploads(factory, store, job_id=job_id)
     log.info("job %s: published adapter version %s (task %d)", job_id, version_id, record.task_index)
+    previews_after_publish(runtime, job_id=job_id, user_id=str(claim.user_id), version_id=version_id)
     return RunResult(Outcome.SUCCEEDED, version_id)
 
 

@@ -35,6 +35,7 @@ class UserTotals:
     tasks: int = 0
     storage_bytes: int = 0
     last_activity_at: datetime | None = None
+    active_keys: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def user_totals(session: Session, *, user_ids: list[str]) -> dict[str, UserTotal
         )
     }
     key_used = _grouped(session, ApiKey.user_id, func.max(ApiKey.last_used_at), user_ids)
+    keys = _grouped(session, ApiKey.user_id, func.count(ApiKey.id), user_ids, ApiKey.revoked_at.is_(None))
     totals = {}
     for user_id in user_ids:
         created, finished = job_times.get(user_id, (None, None))
@@ -87,6 +89,7 @@ def user_totals(session: Session, *, user_ids: list[str]) -> dict[str, UserTotal
             tasks=int(tasks.get(user_id) or 0),
             storage_bytes=int(adapters.get(user_id) or 0) + int(uploads.get(user_id) or 0),
             last_activity_at=_latest(_aware(created), _aware(finished), _aware(key_used.get(user_id))),
+            active_keys=int(keys.get(user_id) or 0),
         )
     return totals
 

@@ -93,13 +93,10 @@ def reference_image_paths(session: Session, *, concept_ids: list[str]) -> dict[s
         .where(Preview.concept_id.in_(concept_ids), Preview.after_task_index == Concept.task_index)
     ).all()
     image_ids = [image_id for preview, _ in rows for image_id in preview.image_ids]
-    paths = dict(
-        session.execute(
-            select(GeneratedImage.id, GeneratedImage.path).where(GeneratedImage.id.in_(image_ids))
-        )
-        .tuples()
-        .all()
+    found = session.execute(
+        select(GeneratedImage.id, GeneratedImage.path).where(GeneratedImage.id.in_(image_ids))
     )
+    paths = {image_id: path for image_id, path in found}
     return {preview.concept_id: [paths[i] for i in preview.image_ids if i in paths] for preview, _ in rows}
 
 
