@@ -23,6 +23,8 @@ def test_docs_pages_load_only_local_assets(api, page: str) -> None:  # type: ign
         assert asset.status_code == 200 and len(asset.content) > 100, url
     assert "fonts.googleapis" not in html.text and "cdn.jsdelivr" not in html.text
     assert '"validatorUrl": null' in html.text or page == "/redoc"
+    # anything a bundle links from elsewhere (ReDoc's redoc.ly logo) is blocked by the browser
+    assert "img-src 'self' data:" in html.headers["content-security-policy"]
 
 
 @SQLITE_ONLY
