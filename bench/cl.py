@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -29,6 +30,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 EVAL_PROMPT = "a photo of {token}"
 GENERATE_CHUNK = 16
 """Images per ``generate`` call (its own limit)."""
+REFERENCE_METHOD = "lora_sequential"
+"""Every difference in the tables is against sequential LoRA (issue 18, part 2)."""
 CLASS_WORD_METHODS = {"textual_inversion", "custom_diffusion", "custom_diffusion_ewc"}
 """Paper §4: "For CD and TI, we additionally include the concept name after the modifier token"."""
 
@@ -38,20 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default=None, help="engine preset (default: toy, tiny or paper per backbone)"
     )
-    parser.add_argument(
-        "--concepts", default=None, help="folder with one sub-folder of images per concept (sorted order)"
-    )
-    parser.add_argument("--n-concepts", type=int, default=None, help="use only the first N concepts")
+    add_concept_arguments(parser)
     parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--steps", type=int, default=None, help="training steps per task (preset default)")
-    parser.add_argument("--n-eval", type=int, default=8, help="generated images per concept and task")
+    parser.add_argument(
+        "--n-eval", type=int, default=24, help="generated images per concept and task (>= 24 for the tables)"
+    )
     parser.add_argument("--gen-steps", type=int, default=25, help="sampling steps of the evaluation images")
     parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
     parser.add_argument(
         "--features", default="toy-classifier", help="toy-classifier | random-proxy | a local CLIP folder"
     )
-    parser.add_argument("--dc-reduction", choices=("sum", "mean"), default=None, help="override the preset")
+    add_consolidation_arguments(parser)
     parser.add_argument(
         "--dc-trials", type=int, default=8, help="noise draws per image for DC accuracy (0: skip)"
     )
@@ -62,6 +64,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_consolidation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the preset's consolidation strengths and DC temperature (docs/method.md)."""
+    parser.add_argument("--dc-reduction", choices=("sum", "mean"), default=None, help="override the preset")
+    parser.add_argument("--dc-tau", type=float, default=None, help="student/Fisher DC τ (Eq. 3)")
+    parser.add_argument("--teacher-tau", type=float, default=None, help="DSC teacher τ (Eq. 6)")
+    parser.add_argument(
+        "--ewc-lambda", type=float, default=None, help="λ of plain EWC (ewc, dsc_ewc, custom_diffusion_ewc)"
+    )
+    parser.add_argument("--ewc-dc-lambda", type=float, default=None, help="λ of EWC-DC (ewc_dc, dsc_ewc_dc)")
+    parser.add_argument("--c-lora-lambda", type=float, default=None, help="λ of C-LoRA's Eq. 2")
+
+
+def preset_config(args: argparse.Namespace, preset: str) -> Any:
+    """The preset with the command line's steps, reduction and τ applied (λ are per method)."""
+    from core.engine.config import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    changes = {
+        "train_steps": args.steps,
+        "dc_reduction": args.dc_reduction,
+        "dc_tau": args.dc_tau,
+        "teacher_tau": args.teacher_tau,
+    }
+    return PRESETS[preset].with_(**{k: v for k, v in changes.items() if v is not None})
+
+
+def method_config(config: Any, method: str, args: argparse.Namespace) -> Any:
+    """``config`` with the λ flag that applies to ``method`` (plain EWC, EWC-DC or C-LoRA)."""
+    from core.engine.methods import get_method
+
+    spec = get_method(method)
+    if spec.c_lora_reg and args.c_lora_lambda is not None:
+        return config.with_(c_lora_lambda=args.c_lora_lambda)
+    flag = {"plain": args.ewc_lambda, "dc": args.ewc_dc_lambda}.get(spec.ewc)
+    return config.with_(ewc_lambda=flag) if flag is not None else config
+
+
 # --- concepts -------------------------------------------------------------------------------
 
 
@@ -70,6 +110,7 @@ class Concept:
     name: str
     class_word: str | None
     images: list[Any]  # PIL images
+    attributes: Any = None  # core.engine.toy.recognition.Attributes when the toy's judge can score it
 
 
 def slugify(text: str) -> str:
@@ -120,14 +161,99 @@ def bundled_concepts() -> list[Concept]:
                 concepts.append(Concept(name=name, class_word=None, images=value))
                 continue
             item = value
-        concepts.append(
-            Concept(
-                name=item.name,
-                class_word=getattr(item, "class_word", None),
-                images=list(item.images),
-            )
-        )
+        concepts.append(_as_concept(item))
     return concepts
+
+
+def _as_concept(item: Any) -> Concept:
+    """A ``core.engine.toy.concepts.SampleConcept`` as the benchmark's ``Concept``."""
+    return Concept(
+        name=item.name,
+        class_word=getattr(item, "class_word", None),
+        images=list(item.images),
+        attributes=getattr(item, "attributes", None),
+    )
+
+
+def named_concepts(names: Sequence[str]) -> list[Concept]:
+    """Bundled toy concepts by name, in the given order (``core.engine.toy.concepts.get_concept``)."""
+    from core.engine.toy.concepts import get_concept
+
+    concepts = []
+    for name in names:
+        try:
+            concepts.append(_as_concept(get_concept(name)))
+        except KeyError as error:
+            raise ValueError(str(error).strip("'\"")) from None
+    return concepts
+
+
+def learn_task(
+    *, backbone: Any, state: Any, concept: Concept, method: str, config: Any, prior_cache_dir: Path
+) -> Any:
+    """One task of ``concept`` on top of ``state`` (``core.engine.task.run_task``): its TaskResult."""
+    from core.engine.task import run_task
+
+    return run_task(
+        backbone=backbone,
+        state=state,
+        concept=concept.name,
+        class_word=concept.class_word,
+        images=list(concept.images),
+        method=method,
+        config=config,
+        prior_cache_dir=prior_cache_dir,
+    )
+
+
+def learn_sequence(
+    *,
+    backbone: Any,
+    concepts: Sequence[Concept],
+    method: str,
+    config: Any,
+    prior_cache_dir: Path,
+    state: Any = None,
+) -> Any:
+    """The user state after learning ``concepts`` in order with ``method``."""
+    from core.engine.state import UserState
+
+    state = state or UserState.empty()
+    for concept in concepts:
+        state = learn_task(
+            backbone=backbone,
+            state=state,
+            concept=concept,
+            method=method,
+            config=config,
+            prior_cache_dir=prior_cache_dir,
+        ).state
+    return state
+
+
+def add_concept_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concepts", default=None, help="folder with one sub-folder of images per concept (sorted order)"
+    )
+    parser.add_argument(
+        "--concept-names",
+        default=None,
+        help="comma-separated bundled toy concepts by name, in task order (e.g. a tuning sequence)",
+    )
+    parser.add_argument("--n-concepts", type=int, default=None, help="use only the first N concepts")
+
+
+def select_concepts(args: argparse.Namespace) -> list[Concept]:
+    """--concepts (a folder) or --concept-names (bundled, by name) or the bundled drawn concepts."""
+    if args.concepts and args.concept_names:
+        raise ValueError("give --concepts or --concept-names, not both")
+    if args.concepts:
+        concepts = load_concept_folder(Path(args.concepts))
+    elif args.concept_names:
+        concepts = named_concepts([n.strip() for n in args.concept_names.split(",") if n.strip()])
+    else:
+        concepts = bundled_concepts()
+    return concepts[: args.n_concepts] if args.n_concepts is not None else concepts
 
 
 def concepts_fingerprint(concepts: Sequence[Concept]) -> str:
@@ -205,7 +331,7 @@ def run_sequence(
     from core.engine.metrics import image_image_similarity, kid, mmd, n_param_store_pct, n_param_train_pct
     from core.engine.metrics.features import standardize
     from core.engine.state import UserState
-    from core.engine.task import run_task
+    from core.engine.toy.recognition import recognition
 
     n = len(concepts)
     nan = float("nan")
@@ -213,6 +339,7 @@ def run_sequence(
     drift = [[nan] * n for _ in range(n)]
     kid_m = [[nan] * n for _ in range(n)]
     i2i = [[nan] * n for _ in range(n)]
+    recognised = [[nan] * n for _ in range(n)]  # the judge's recognition of concept j after task i
     own_features: list[Any] = [None] * n  # X_{j,j}
     seconds = {"train": 0.0, "eval": 0.0}
     losses: list[dict[str, float]] = []
@@ -221,12 +348,10 @@ def run_sequence(
     for i, concept in enumerate(concepts):
         torch.manual_seed(seed * 1000 + i)
         start = time.perf_counter()
-        result = run_task(
+        result = learn_task(
             backbone=backbone,
             state=state,
-            concept=concept.name,
-            class_word=concept.class_word,
-            images=list(concept.images),
+            concept=concept,
             method=method,
             config=config,
             prior_cache_dir=prior_cache_dir,
@@ -253,9 +378,11 @@ def run_sequence(
             if j == i:
                 own_features[j] = feats
             to_real[i][j] = mmd(real_features[j], feats)
-            drift[i][j] = 0.0 if j == i else mmd(own_features[j], feats)
+            drift[i][j] = drift_mmd(own_features[j], feats, same_task=j == i)
             kid_m[i][j] = kid(real_features[j], feats, seed=seed).mean
             i2i[i][j] = image_image_similarity(real_features[j], feats)
+            if concepts[j].attributes is not None:
+                recognised[i][j] = recognition(images, concepts[j].attributes)["recognised"]
         seconds["eval"] += time.perf_counter() - start
         log(
             f"  task {i + 1}/{n} {concept.name}: train+consolidate {result_seconds(result):.0f}s, "
@@ -286,6 +413,7 @@ def run_sequence(
         "drift": to_json_matrix(drift),
         "kid": to_json_matrix(kid_m),
         "i2i": to_json_matrix(i2i),
+        "recognition": to_json_matrix(recognised),
         "dc_accuracy": accuracy,
         "params": counts,
         "n_param_train_pct": n_param_train_pct(trained=counts["trained"], unet=counts["unet"]),
@@ -294,6 +422,37 @@ def run_sequence(
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
     return record, last_images
+
+
+def retention_summary(matrices: Sequence[Any]) -> dict[str, Any] | None:
+    """Mean over seeds of R[j][j] (recognition just after task j) and R[T][j] (after the last
+    task), and the smallest kept ratio R[T][j] / R[j][j] over the earlier concepts j < T."""
+    from core.engine.metrics.report import to_matrix
+
+    found = [to_matrix(m) for m in matrices if m]
+    if not found or all(math.isnan(v) for v in found[0][-1]):
+        return None
+    n = len(found[0])
+    mean = _mean_matrix(found)
+    just, end = [mean[j][j] for j in range(n)], [mean[n - 1][j] for j in range(n)]
+    ratios = [e / j for j, e in zip(just[:-1], end[:-1], strict=True) if j and j > 0]
+    return {
+        "just_learned": [None if math.isnan(v) else round(v, 4) for v in just],
+        "at_the_end": [None if math.isnan(v) else round(v, 4) for v in end],
+        "min_kept_earlier": round(min(ratios), 4) if ratios else None,
+    }
+
+
+def drift_mmd(own: Any, later: Any, *, same_task: bool) -> float:
+    """MMD(F(X_{j,j}), F(X_{i,j})) of Eq. 8: 0 for the same set (i = j, or an unchanged model such as
+    textual inversion's, whose images are bit-identical), else the unbiased MMD² of two samples."""
+    import torch
+
+    from core.engine.metrics import mmd
+
+    if same_task or torch.equal(own, later):
+        return 0.0
+    return mmd(own, later)
 
 
 def result_seconds(result: Any) -> float:
@@ -312,10 +471,10 @@ def run(args: argparse.Namespace) -> int:
     # training step with 2 threads on a shared 2-core machine); must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from core.engine.backbone import load_backbone
-    from core.engine.config import PRESETS
     from core.engine.errors import EngineError
     from core.engine.methods import METHODS, get_method
     from core.engine.metrics import report
+    from core.engine.metrics.bootstrap import differences_vs_reference, markdown_differences
     from core.engine.metrics.features import load_feature_extractor, standardize
 
     wall_start = time.perf_counter()
@@ -326,16 +485,8 @@ def run(args: argparse.Namespace) -> int:
             get_method(method)
         seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
         preset = args.preset or default_preset(args.backbone)
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        config = PRESETS[preset]
-        if args.steps is not None:
-            config = config.with_(train_steps=args.steps)
-        if args.dc_reduction is not None:
-            config = config.with_(dc_reduction=args.dc_reduction)
-        concepts = load_concept_folder(Path(args.concepts)) if args.concepts else bundled_concepts()
-        if args.n_concepts is not None:
-            concepts = concepts[: args.n_concepts]
+        config = preset_config(args, preset)
+        concepts = select_concepts(args)
         if len(concepts) < 2:
             raise ValueError("a continual benchmark needs at least 2 concepts")
         if args.n_eval < 2:
@@ -363,15 +514,19 @@ def run(args: argparse.Namespace) -> int:
         "guidance": args.guidance,
         "features": extractor.name,
         "feature_normalisation": "l2 x sqrt(d)",
+        "mmd": "unbiased MMD² (U-statistic), quadratic kernel",
         "dc_trials": args.dc_trials,
     }
+    _warn_if_calibrated_elsewhere(preset, backbone.base_digest, log)
+    configs = {method: method_config(config, method, args) for method in methods}
     records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     finals: dict[str, list[Any]] = {}
     for seed in seeds:  # seed-major: a first seed of every method is complete before the second starts
         for method in methods:
             path = out / "runs" / f"{method}__seed{seed}.json"
             strip = out / "samples" / f"{method}__seed{seed}.png"
-            cached = _load_cached(path, fingerprint)
+            run_fingerprint = {**fingerprint, "config": configs[method].to_dict()}
+            cached = _load_cached(path, run_fingerprint)
             if cached is not None:
                 log(f"{method} seed {seed}: cached ({path})")
                 records[method].append(cached)
@@ -389,7 +544,7 @@ def run(args: argparse.Namespace) -> int:
                     concepts=concepts,
                     method=method,
                     seed=seed,
-                    config=config.with_(seed=seed),
+                    config=configs[method].with_(seed=seed),
                     extractor=extractor,
                     real_features=real_features,
                     n_eval=args.n_eval,
@@ -403,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: {method} seed {seed}: {error}", file=sys.stderr)
                 return 1
             record["seconds"]["total"] = round(time.perf_counter() - start, 2)
-            record["fingerprint"] = fingerprint
+            record["fingerprint"] = run_fingerprint
             _write_json(path, record)
             _save_strip(images, strip)
             records[method].append(record)
@@ -423,7 +578,12 @@ def run(args: argparse.Namespace) -> int:
         f"{args.n_eval} eval images per concept "
         f"and task, {args.gen_steps} sampling steps, guidance {args.guidance})."
     )
-    (out / "table.md").write_text(report.markdown_table(summary, extractor=extractor.name, caption=caption))
+    differences = differences_vs_reference(records, reference=REFERENCE_METHOD)
+    table = report.markdown_table(summary, extractor=extractor.name, caption=caption)
+    table += "\n" + markdown_differences(differences, reference=REFERENCE_METHOD)
+    kept = {m: retention_summary([r.get("recognition") for r in runs]) for m, runs in records.items()}
+    table += "\n" + markdown_retention(kept, concepts=[c.name for c in concepts])
+    (out / "table.md").write_text(table)
     report.plot_evolution(summary, out / "evolution.png", extractor=extractor.name)
     mean_to_real = {
         method: _mean_matrix([report.to_matrix(r["to_real"]) for r in runs])
@@ -444,8 +604,13 @@ def run(args: argparse.Namespace) -> int:
         "methods": list(records),
         "seeds": seeds,
         "config": config.to_dict(),
+        "method_lambdas": {
+            m: {"ewc_lambda": c.ewc_lambda, "c_lora_lambda": c.c_lora_lambda} for m, c in configs.items()
+        },
         "wall_seconds": round(wall, 1),
         "summary": summary,
+        "differences_vs_" + REFERENCE_METHOD: differences,
+        "recognition": kept,
         "runs": records,
     }
     _write_json(out / "results.json", results)
@@ -456,6 +621,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"outputs in {out}/ (table.md, evolution.png, forgetting.png, samples.png, results.json)")
     print(f"total wall time: {wall:.1f} s", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def markdown_retention(kept: dict[str, Any], *, concepts: Sequence[str]) -> str:
+    """Recognition of each concept right after its task and after the last task, per method."""
+    judged = {m: k for m, k in kept.items() if k is not None}
+    if not judged:
+        return ""
+    lines = [
+        "Recognition by the toy's judge (shape, pattern and colours all right; docs/toy.md), mean over "
+        "seeds: just after the concept's own task → after the last task (kept = ratio).",
+        "",
+        "| Method | " + " | ".join(concepts[:-1]) + f" | {concepts[-1]} (last) | min kept |",
+        "|---|" + "---:|" * (len(concepts) + 1),
+    ]
+    for method, k in judged.items():
+        cells = [
+            "–" if just is None else f"{just:.0%} → {end:.0%}"
+            for just, end in zip(k["just_learned"], k["at_the_end"], strict=True)
+        ]
+        low = k["min_kept_earlier"]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {'–' if low is None else f'{low:.0%}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _warn_if_calibrated_elsewhere(preset: str, weights: str, log: Callable[[str], None]) -> None:
+    """The preset's recorded τ was measured on some weights; say so when these are others."""
+    from core.engine.dc_calibration import calibration_path
+
+    path = calibration_path(preset)
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    if record.get("weights") != weights:
+        log(
+            f"warning: preset {preset}'s τ was calibrated on weights {record.get('weights')}, these are "
+            f"{weights}; re-run `{record.get('command')}`"
+        )
 
 
 def _logger() -> Callable[[str], None]:

@@ -3,9 +3,10 @@
 I. Fig. 6 / Fig. 18 — "DC scores reduce the uncertainty in FIM estimation": after learning
    ``--tasks`` concepts (method ``--method``, default ``ewc_dc``), per-sample gradients of
    (a) L_denoise (plain EWC) and (b) L_ewc of Eq. 5 (with DC scores over {c0, c_n, k−2
-   previous concepts}) are taken w.r.t. the newest LoRA on the SAME (x, t, ε) draws. The
-   empirical Fisher F = 1/S Σ g gᵀ has the same non-zero eigenvalues as the S×S Gram matrix
-   1/S [g_s · g_r], so its top eigenvalues come from ``eigvalsh`` of that Gram matrix, per
+   previous concepts}) are taken w.r.t. the newest LoRA on the SAME (x, t, ε) draws, against
+   the UNet's regression target (ε, or v on a v-prediction model such as the toy). The empirical
+   Fisher F = 1/S Σ g gᵀ has the same non-zero eigenvalues as the S×S Gram matrix 1/S [g_s · g_r],
+   so its top eigenvalues come from ``eigvalsh`` of that Gram matrix, per
    LoRA factor (A, B) of a down-, mid- and up-block layer, and for all LoRA tensors together;
    the diagonal-Fisher magnitude (mean of diag F) is reported too.
 II. Fig. 7 — training-set DC accuracy per method after the last task: read from the runs of
@@ -53,6 +54,18 @@ def top_eigenvalues(grads: Any, *, k: int = TOP_K) -> list[float]:
     return [float(v) for v in values[:k].clamp_min(0.0)]
 
 
+def noisy_sample(scheduler: Any, x0: Any, *, generator: Any, n_steps: int) -> tuple[Any, Any, Any]:
+    """(x_t, regression target, t) for one draw of (t, ε): the target is what the UNet was trained
+    to predict (ε, or v for a v-prediction scheduler such as the shipped toy's), as in training."""
+    import torch
+
+    from core.engine.losses import regression_target
+
+    t = torch.randint(0, n_steps, (x0.shape[0],), generator=generator).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return scheduler.add_noise(x0, eps, t), regression_target(scheduler, x0, eps, t), t
+
+
 def per_sample_gradients(
     *,
     backbone: Any,
@@ -96,12 +109,10 @@ def per_sample_gradients(
             with torch.no_grad():
                 cond = encode_prompts(backbone, prompts, table)
             x0 = latents[torch.randint(0, latents.shape[0], (1,), generator=generator)]
-            t = torch.randint(0, n_steps, (1,), generator=generator).to(x0.device)
-            eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-            x_t = backbone.scheduler.add_noise(x0, eps, t)
+            x_t, target, t = noisy_sample(backbone.scheduler, x0, generator=generator, n_steps=n_steps)
             eps_pred = batched_eps(unet, x_t, t, cond)  # [1, k, C, H, W]
-            denoise = denoise_loss(eps_pred[:, 1], eps)
-            errors = dc_errors(eps_pred, eps, reduction=config.dc_reduction)
+            denoise = denoise_loss(eps_pred[:, 1], target)
+            errors = dc_errors(eps_pred, target, reduction=config.dc_reduction)
             log_probs = dc_log_probs(errors, tau=config.dc_tau)
             with_dc = ewc_dc_objective(denoise, log_probs, target=1, delta=config.ewc_delta)
             for label, loss in (("w/o DC", denoise), ("w/ DC", with_dc)):
@@ -196,13 +207,11 @@ def _plot(fisher: dict[str, Any], accuracy: dict[str, Any] | None, path: Path) -
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/cl.py
-    from bench.cl import bundled_concepts, default_preset, load_concept_folder
+    from bench.cl import bundled_concepts, default_preset, learn_sequence, load_concept_folder
     from core.engine.backbone import load_backbone
     from core.engine.config import PRESETS
     from core.engine.errors import EngineError
     from core.engine.methods import get_method
-    from core.engine.state import UserState
-    from core.engine.task import run_task
 
     wall_start = time.perf_counter()
     try:
@@ -225,19 +234,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out or f"bench/results/sanity_{Path(args.backbone).name}")
     out.mkdir(parents=True, exist_ok=True)
-    state = UserState.empty()
-    for concept in concepts[: args.tasks]:
-        state = run_task(
-            backbone=backbone,
-            state=state,
-            concept=concept.name,
-            class_word=concept.class_word,
-            images=list(concept.images),
-            method=args.method,
-            config=config,
-            prior_cache_dir=out / "prior_cache",
-        ).state
-        print(f"learned {concept.name} ({time.perf_counter() - wall_start:.0f}s)", file=sys.stderr)
+    state = learn_sequence(
+        backbone=backbone,
+        concepts=concepts[: args.tasks],
+        method=args.method,
+        config=config,
+        prior_cache_dir=out / "prior_cache",
+    )
+    print(f"learned {', '.join(state.tokens)} ({time.perf_counter() - wall_start:.0f}s)", file=sys.stderr)
     samples = args.samples or config.consolidation_steps
     grads = per_sample_gradients(
         backbone=backbone,

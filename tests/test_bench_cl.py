@@ -42,7 +42,7 @@ def bench_out(concepts_dir, tmp_path_factory):
     argv = [
         "--backbone", "tiny", "--concepts", str(concepts_dir), "--methods", METHODS, "--seeds", "0",
         "--steps", "1", "--n-eval", "2", "--gen-steps", "1", "--features", "random-proxy",
-        "--dc-trials", "1", "--out", str(out),
+        "--dc-trials", "1", "--out", str(out), "--ewc-dc-lambda", "0.7",
     ]  # fmt: skip
     assert _run(argv) == 0
     return out, argv
@@ -68,6 +68,14 @@ def test_outputs_exist_and_are_consistent(bench_out):
         assert final["bwt_mmd"]["mean"] == pytest.approx(bwt_mmd(to_real))
         assert 0.0 <= record["dc_accuracy"]["overall"] <= 1.0
         assert record["n_param_train_pct"] > 0 and record["n_param_store_pct"] > 100
+    # the λ flag of EWC-DC reaches dsc_ewc_dc only, and is part of its cache key
+    assert results["method_lambdas"]["dsc_ewc_dc"]["ewc_lambda"] == 0.7
+    assert results["runs"]["dsc_ewc_dc"][0]["fingerprint"]["config"]["ewc_lambda"] == 0.7
+    assert results["runs"]["lora_sequential"][0]["fingerprint"]["mmd"].startswith("unbiased")
+    # every difference against sequential LoRA has a paired bootstrap interval
+    diff = results["differences_vs_lora_sequential"]["dsc_ewc_dc"]["a_mmd"]
+    assert diff["units"] == 2 and diff["low"] <= diff["diff"] <= diff["high"]
+    assert "Differences against `lora_sequential`" in table
     runs = results["runs"]
     # DSC keeps every task's LoRA (its teacher 2) and EWC a Fisher: it stores more than sequential LoRA
     assert runs["dsc_ewc_dc"][0]["params"]["stored"] > runs["lora_sequential"][0]["params"]["stored"]
@@ -122,3 +130,107 @@ def test_sd14_gpu_fails_clearly_without_local_weights(tmp_path, capsys):
     assert "no local SD v1.4 weights" in capsys.readouterr().err
     assert main(["--weights", str(tmp_path)]) == 2
     assert "missing: unet" in capsys.readouterr().err
+
+
+def test_consolidation_flags_reach_the_right_methods():
+    from bench.cl import method_config, preset_config
+
+    argv = ["bench", "cl", "--ewc-lambda", "0.5", "--ewc-dc-lambda", "2", "--c-lora-lambda", "3"]
+    args = build_parser().parse_args(
+        [*argv, "--dc-tau", "1e-3", "--teacher-tau", "5e-4", "--dc-reduction", "sum"]
+    )
+    assert args.n_eval == 24
+    config = preset_config(args, "toy")
+    assert (config.dc_tau, config.teacher_tau, config.dc_reduction) == (1e-3, 5e-4, "sum")
+    lambdas = {
+        m: method_config(config, m, args) for m in ("ewc", "dsc_ewc", "ewc_dc", "dsc_ewc_dc", "c_lora")
+    }
+    assert [lambdas[m].ewc_lambda for m in ("ewc", "dsc_ewc", "ewc_dc", "dsc_ewc_dc")] == [0.5, 0.5, 2.0, 2.0]
+    assert lambdas["c_lora"].c_lora_lambda == 3.0
+    untouched = method_config(config, "lora_sequential", args)
+    assert untouched == config
+
+
+def test_drift_of_identical_sample_sets_is_zero_not_a_negative_estimate():
+    import torch
+
+    from bench.cl import drift_mmd
+    from core.engine.metrics import mmd
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    assert drift_mmd(x, x.clone(), same_task=False) == 0.0
+    assert mmd(x, x) < 0.0  # what the U-statistic would have said
+    assert drift_mmd(x, y, same_task=True) == 0.0
+    assert drift_mmd(x, y, same_task=False) == pytest.approx(mmd(x, y))
+
+
+def test_sanity_probe_regresses_the_schedulers_target():
+    """Fig. 6 on a v-prediction model must compare with v, as training does (not with ε)."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from bench.sanity import noisy_sample
+
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    for prediction in ("epsilon", "v_prediction"):
+        scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction)
+        x_t, target, t = noisy_sample(scheduler, x0, generator=torch.Generator().manual_seed(0), n_steps=1000)
+        g = torch.Generator().manual_seed(0)
+        t_ref = torch.randint(0, 1000, (1,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        assert torch.equal(t, t_ref) and torch.allclose(x_t, scheduler.add_noise(x0, eps, t))
+        expected = scheduler.get_velocity(x0, eps, t) if prediction == "v_prediction" else eps
+        assert torch.allclose(target, expected)
+    assert not torch.allclose(target, eps)  # v differs from ε
+
+
+def test_sweep_gives_every_method_the_same_budget():
+    from bench.sweep import apply, budgeted, method_grid
+    from core.engine.config import TOY
+
+    lambdas, taus = [0.1, 1.0, 10.0], [0.5, 1.0, 2.0]
+    grids = {
+        m: method_grid(m, lambdas=lambdas, taus=taus)
+        for m in ("ewc", "ewc_dc", "dsc_ewc_dc", "c_lora", "dsc")
+    }
+    assert len(grids["ewc"]) == 3 and len(grids["dsc_ewc_dc"]) == 9 and len(grids["dsc"]) == 3
+    assert method_grid("lora_sequential", lambdas=lambdas, taus=taus) == [{}]  # nothing to tune
+    sampled = {m: budgeted(g, budget=3, seed=0) for m, g in grids.items()}
+    assert {len(v) for v in sampled.values()} == {3}
+    assert budgeted(grids["dsc_ewc_dc"], budget=3, seed=0) == sampled["dsc_ewc_dc"]  # seeded
+    tuned = apply(TOY, {"ewc_lambda": 10.0, "tau_factor": 2.0})
+    assert (
+        tuned.ewc_lambda == 10.0
+        and tuned.dc_tau == 2 * TOY.dc_tau
+        and tuned.teacher_tau == 2 * TOY.teacher_tau
+    )
+
+
+def _bench(name: str, argv: list[str]) -> int:
+    args = build_parser().parse_args(["bench", name, *argv])
+    return args.handler(args)
+
+
+def test_sweep_and_calibrate_commands_on_the_tiny_backbone(concepts_dir, tmp_path, capsys):
+    common = ["--backbone", "tiny", "--concepts", str(concepts_dir), "--steps", "1"]
+    movement_args = [*common, "--methods", "ewc_dc", "--lambdas", "0,1", "--out", str(tmp_path)]
+    assert _bench("sweep", ["--mode", "movement", *movement_args]) == 0
+    movement = json.loads((tmp_path / "movement.json").read_text())
+    entry = movement["result"]["methods"]["ewc_dc"]
+    assert entry["fisher_mean_normalised"] == pytest.approx(1.0)
+    assert set(entry["by_lambda"]) == {"0.0", "1.0"} and movement["command"].startswith("mnemo bench")
+    tuning = [*common, "--mode", "cl", "--methods", "lora_sequential,ewc", "--lambdas", "0.1,1,10"]
+    tuning += ["--budget", "2", "--n-eval", "2", "--gen-steps", "1", "--features", "random-proxy"]
+    assert _bench("sweep", [*tuning, "--out", str(tmp_path)]) == 0
+    swept = json.loads((tmp_path / "cl.json").read_text())["result"]
+    assert swept["ewc"]["budget"] == 2 and len(swept["ewc"]["trials"]) == 2
+    assert swept["lora_sequential"]["budget"] == 1 and swept["ewc"]["best"] in [
+        t["point"] for t in swept["ewc"]["trials"]
+    ]
+    out = tmp_path / "calibration.json"
+    assert _bench("calibrate", [*common, "--trials", "2", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["teacher_top1"] == pytest.approx(0.8, abs=1e-6) and record["dc_reduction"] == "mean"
+    assert record["weights"] and record["command"].startswith("mnemo bench")  # from sys.argv
+    capsys.readouterr()

@@ -13,6 +13,8 @@ BENCHMARKS = {
     "speed": ("bench.speed", "seconds per iteration of each phase and the cost ratios"),
     "cl": ("bench.cl", "continual-learning table of the paper (A_MMD, BwT_MMD, ...) per method"),
     "sanity": ("bench.sanity", "paper sanity checks: Fisher with/without DC, DC accuracy"),
+    "calibrate": ("bench.calibrate", "DC temperature τ of a backbone preset (teacher top-1 ≈ 0.8), recorded"),
+    "sweep": ("bench.sweep", "tune λ and τ on tuning concepts, the same budget for every method"),
     "personalization": ("bench.personalization", "one concept on the toy backbone: MMD before/after"),
     "api": ("bench.api", "/v1/generate overhead and job-status polling load"),
 }
