@@ -75,11 +75,13 @@ class EngineConfig:
 
 
 # λ of the normalised EWC penalty λ Σ (F / mean F)(θ − θ*)², the same for plain EWC and EWC-DC.
-# Chosen by task-2 movement ‖θ_2 − θ_1‖ relative to sequential LoRA's (0: frozen, 1: free): on the
-# tiny test model at TINY's rates λ = 1 gives 0.51 (EWC) and 0.44 (EWC-DC), where the raw Fisher
-# means differ 9,200-fold (1.5e-7 vs 1.4e-3; tests/engine/test_engine_consolidation.py). The toy's
-# own sweep is `mnemo bench sweep --mode movement --backbone toy --concept-names smiley,bullseye`
-# (bench/results/sweep_toy/movement.json); the paper's 1e6 was for SD v1.4's raw Fisher.
+# Chosen by task-2 movement ‖θ_2 − θ_1‖ relative to sequential LoRA's (0: frozen, 1: free). On the
+# shipped toy (weights f0f4a5ec5ac741e9, 60 steps per task, bench/results/sweep_toy/movement.json,
+# `mnemo bench sweep --mode movement --backbone toy --concept-names smiley,bullseye --methods
+# ewc_dc,ewc --lambdas 0.1,1,10 --steps 60`): λ = 0.1 / 1 / 10 give 0.75 / 0.44 / 0.15 (EWC-DC)
+# and 0.81 / 0.53 / 0.27 (EWC), although the raw Fisher means differ 20,000-fold (3.3e-3 vs
+# 1.6e-7); λ = 1 is the middle. On the tiny test model λ = 1 gives 0.44 / 0.51
+# (tests/engine/test_engine_consolidation.py). The paper's 1e6 was for SD v1.4's raw Fisher.
 TOY_EWC_LAMBDA = 1.0
 # λ of C-LoRA's Eq. 2 on the RMS-normalised occupancy (mean weight 1, the same form as the EWC
 # penalty), set equal to TOY_EWC_LAMBDA: not swept yet (`mnemo bench sweep --methods c_lora`).
