@@ -4,7 +4,7 @@ The paper's best Custom Diffusion variant trains separate K/V weights W_j per ta
 
     Ŵ = argmin_W ‖(W − W0) C_regᵀ‖²_F   s.t.   W C_jᵀ = W_j C_jᵀ  for every task j ≤ n,
 
-where C_j [m_j, d] are the text features of task j's prompt (every row up to and with EOS) and
+where C_j [m_j, d] are the text features of task j's prompt (its token's row up to EOS) and
 C_reg [r, d] those of regularisation captions (generic prompts, no images: replay-free). With
 C = [C_1; …; C_n], R = [Δ_1 C_1ᵀ, …, Δ_n C_nᵀ] (Δ_j = W_j − W0) and M = C_regᵀ C_reg + εI, the
 Lagrangian gives the closed form
@@ -59,11 +59,19 @@ def merge_kv_deltas(
     }
 
 
-def prompt_rows(hidden: torch.Tensor, ids: torch.Tensor, *, eos_id: int) -> list[torch.Tensor]:
-    """Per prompt, its text features up to and with the first EOS: [B, L, D] -> B × [m_b, D]."""
+def prompt_rows(
+    hidden: torch.Tensor, ids: torch.Tensor, *, eos_id: int, starts: Sequence[int] | None = None
+) -> list[torch.Tensor]:
+    """Per prompt, its text features from ``starts[b]`` up to and with the first EOS: B × [m_b, D].
+
+    CLIP's attention is causal, so the rows before a concept token ("a photo of") are the same in
+    every task's prompt: as constraints of different tasks they would contradict each other. The
+    task loop starts each concept prompt at its token; those generic rows belong to C_reg.
+    """
     rows = []
     for b in range(hidden.shape[0]):
         positions = (ids[b] == eos_id).nonzero()
         end = int(positions[0]) + 1 if len(positions) else hidden.shape[1]
-        rows.append(hidden[b, :end].detach())
+        start = starts[b] if starts is not None else 0
+        rows.append(hidden[b, start:end].detach())
     return rows

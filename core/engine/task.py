@@ -434,16 +434,19 @@ class _TaskRun:
             {c.class_word for c in self.state.concepts if c.class_word} | {self.class_word or "thing"}
         )
         generic = [self.backbone.prior_prompt, "a photo", *(f"a photo of a {word}" for word in words)]
-        features = self._prompt_features(prompts, table)
-        regulariser = torch.cat(self._prompt_features(generic, {}))
+        features = self._prompt_features(prompts, table, from_token=True)
+        regulariser = torch.cat(self._prompt_features([*generic, *prompts], table))
         earlier = [_raw_kv(adapter) for adapter in self.state.task_adapters]
         merged = CD.merge_kv_deltas(task_deltas=[*earlier, raw], features=features, regulariser=regulariser)
         return {**merged, **{key.removesuffix(".delta") + ".task_delta": value for key, value in raw.items()}}
 
-    def _prompt_features(self, prompts: list[str], table: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        ids, _ = tokenize(self.backbone, prompts, list(table))
+    def _prompt_features(
+        self, prompts: list[str], table: dict[str, torch.Tensor], *, from_token: bool = False
+    ) -> list[torch.Tensor]:
+        ids, slots = tokenize(self.backbone, prompts, list(table))
         hidden = self._encode(prompts, table)
-        return CD.prompt_rows(hidden, ids, eos_id=self.backbone.tokenizer.eos_token_id)
+        starts = [s[0][0] if (from_token and s) else 0 for s in slots]
+        return CD.prompt_rows(hidden, ids, eos_id=self.backbone.tokenizer.eos_token_id, starts=starts)
 
     def _lora_slot(self, slot: str, state: AdapterState) -> dict[str, nn.Parameter]:
         ensure_slot(self.unet, slot, config=self.config)

@@ -56,11 +56,13 @@ def test_custom_diffusion_merges_per_task_kv_on_the_tiny_model(backbone, config,
     first, second = state.task_adapters
     assert {k.rsplit(".", 1)[1] for k in second} == {"delta", "task_delta"}
     prompts = [f"a photo of {tok}" for tok in state.tokens]
-    ids, _ = tokenize(backbone, prompts, state.tokens)
+    ids, slots = tokenize(backbone, prompts, state.tokens)
     with torch.no_grad():
         hidden = encode_prompts(backbone, prompts, state.token_embeddings)
-    rows = CD.prompt_rows(hidden, ids, eos_id=backbone.tokenizer.eos_token_id)
-    assert [r.shape[0] for r in rows] == [6, 6]  # BOS a photo of <token> EOS
+    eos = backbone.tokenizer.eos_token_id
+    assert [r.shape[0] for r in CD.prompt_rows(hidden, ids, eos_id=eos)] == [6, 6]  # BOS a photo of <t> EOS
+    rows = CD.prompt_rows(hidden, ids, eos_id=eos, starts=[s[0][0] for s in slots])
+    assert [r.shape[0] for r in rows] == [2, 2]  # <token> EOS: the rows that differ between tasks
     key = next(k for k in second if k.endswith(".delta"))
     raw = key.removesuffix(".delta") + ".task_delta"
     for adapter, c in ((first, rows[0]), (second, rows[1])):
