@@ -5,6 +5,8 @@ Runs on SQLite and PostgreSQL (the ``api`` fixture).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from core.db.jobs import claim_job
@@ -193,3 +195,32 @@ def test_admin_routes_are_in_the_openapi_schema(api) -> None:  # type: ignore[no
     schemas = spec["components"]["schemas"]
     assert {"TaskPage", "TaskDetail", "UserPage", "ActiveJobPage", "WorkerList", "SystemOut"} <= set(schemas)
     assert "next_cursor" in schemas["TaskPage"]["properties"]
+
+
+def test_erasing_an_account_removes_its_previews_and_sessions(api) -> None:  # type: ignore[no-untyped-def]
+    from core.db.admin_sessions import open_session
+    from core.db.models import AdminSession, GeneratedImage, Preview, User
+    from core.db.previews import PreviewImage, PreviewItem, store_previews
+    from core.storage import ArtifactStore
+
+    alice_id, alice = api.user("alice", role="admin")
+    seeded = api.trained_concept(user_id=alice_id, name="mug")
+    store = ArtifactStore(api.settings.data_dir)
+    written = store.write_bytes(store.new_image_path(), b"\x89PNG preview")
+    item = PreviewItem(
+        concept_id=seeded["concept"],
+        token="<mug>",
+        after_task_index=1,
+        seed=0,
+        images=[PreviewImage(path=written.path, sha256=written.sha256, width=8, height=8)],
+        retention=100.0,
+    )
+    assert len(store_previews(api.session_factory, job_id=seeded["job"], user_id=alice_id, items=[item])) == 1
+    with api.session_factory() as session:
+        open_session(session, user=session.get(User, alice_id), ttl=timedelta(hours=1))
+        session.commit()
+    assert api.client.delete("/v1/me", headers=alice).json()["erased"] is True
+    with api.session_factory() as session:
+        for table in (Preview, GeneratedImage, AdminSession):
+            assert session.scalars(select(table)).all() == [], table.__name__
+    assert not store.exists(written.path)
