@@ -1,12 +1,15 @@
 """The shipped toy backbone: loads offline with ``from_pretrained``; the quick quality check.
 
-``mnemo toy check --quick`` on the committed weights: 4 held-out colour x shape prompts
-(never seen in training) x 2 images, 25 DDIM steps, scored by the toy classifier.
+``mnemo toy check --quick`` on the committed weights: 4 held-out colour x shape prompts and 4
+held-out patterned objects (never seen in training) x 2 images, 25 DDIM steps, scored by the toy
+classifier.
 
-The committed weights (run K) draw the prompted shape and colour (MODEL_CARD.md: held-out colour
-95.8 %, shape 79.2 % on the full check; quick check 7/8 and 5/8). The quick figures are pinned
-with a margin (far above chance; the wrong colour and shape words cost loss at high noise); the
-full check (48 held-out images, the ``mnemo toy check`` default) is held to issue 3's targets.
+The committed weights (run M: run L's 60 minutes + 30 minutes of stage 2) draw the prompted shape
+and colour (MODEL_CARD.md: held-out colour 91.7 %, shape 81.3 % on the full check; quick check
+8/8 and 7/8) and the prompted pattern of a held-out object in 43.1 % of the images (chance 16.7 %;
+issue 18's target of 75 % is not met). The quick figures are pinned with a margin; the full check
+is held to issue 3's colour and shape targets and to a pattern floor of 1/3 (twice chance), so
+that a regression shows.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from core.engine.toy.classifier import FEATURE_DIM, evaluate_on_ground_truth, fe
 # Issue 3's targets (colour >= 90 %, shape >= 75 % at 25 steps), on the full check's held-out set.
 TARGET_COLOUR = 0.9
 TARGET_SHAPE = 0.75
+# The pattern of the 12 held-out objects: a regression floor at twice chance (1/6), below the
+# 75 % target of issue 18 that the shipped weights miss (43.1 %; MODEL_CARD.md).
+PATTERN_FLOOR = 1 / 3
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,7 @@ def test_classifier_reads_the_generator_ground_truth():
     model = load_toy_classifier()
     accuracy = evaluate_on_ground_truth(model, seed=12345, n=256)
     assert accuracy["colour"] >= 0.95 and accuracy["shape"] >= 0.9
+    assert accuracy["pattern"] >= 0.95 and accuracy["colours"] >= 0.9  # both colours of a pattern
     images = [dataset.sample(1, i)[0] for i in range(3)]
     feats = features(images)
     assert feats.shape == (3, FEATURE_DIM) and torch.isfinite(feats).all()
@@ -66,31 +73,38 @@ def test_quick_check_generates_scores_and_writes_a_grid(quick_summary):
     assert held["images"] == 8
     assert set(held["combos"]) == {"red star", "blue triangle", "purple square", "orange circle"}
     assert 0.0 <= held["colour_accuracy"] <= 1.0 and 0.0 <= held["shape_accuracy"] <= 1.0
+    objects = quick_summary["objects"]
+    assert objects["images"] == 8 and len(objects["objects"]) == 4
+    assert 0.0 <= objects["pattern_accuracy"] <= 1.0 and 0.0 <= objects["recognition"] <= 1.0
     assert quick_summary["seconds_per_image"] > 0
-    # The VAE is not what limits the check: the judge reads its reconstructions (measured 100 % / 99 %).
-    assert quick_summary["vae_ceiling"]["colour"] >= 0.95 and quick_summary["vae_ceiling"]["shape"] >= 0.9
+    # The VAE is not what limits the check: the judge reads its reconstructions.
+    ceiling = quick_summary["vae_ceiling"]
+    assert ceiling["colour"] >= 0.95 and ceiling["shape"] >= 0.9 and ceiling["pattern"] >= 0.9
     with Image.open(quick_summary["grid"]) as grid:
         assert grid.size[0] > 4 * 128
 
 
 def test_quick_check_follows_the_colour_word(quick_summary):
-    """Chance is 1/8; the text-deaf weights shipped before scored 0/8 here, the current ones 7/8."""
+    """Chance is 1/8; the text-deaf weights shipped before scored 0/8 here, the current ones 8/8."""
     assert quick_summary["held_out"]["colour_accuracy"] >= 0.75, quick_summary
 
 
 def test_quick_check_follows_the_shape_word(quick_summary):
-    """Chance is 1/6; the blob-drawing weights shipped before scored 1/8 here, the current ones 5/8."""
+    """Chance is 1/6; the blob-drawing weights shipped before scored 1/8 here, the current ones 7/8."""
     assert quick_summary["held_out"]["shape_accuracy"] >= 0.5, quick_summary
 
 
-def test_the_full_check_meets_issue_3s_targets(toy):
-    """``mnemo toy check`` as shipped (seed 0, 6 images per combo, 48 held-out images): measured
-    95.8 % colour, 79.2 % shape. Seeds 1 and 2 are in MODEL_CARD.md (the pooled figures too)."""
+def test_the_full_check_meets_issue_3s_targets_and_the_pattern_floor(toy):
+    """``mnemo toy check`` as shipped (seed 0, 6 images per prompt, 48 held-out colour x shape
+    images, 72 held-out object images): measured 91.7 % colour, 81.3 % shape, 43.1 % pattern."""
     summary = run_check(steps=25, backbone=toy)
     held = summary["held_out"]
     assert held["images"] == 48
     assert held["colour_accuracy"] >= TARGET_COLOUR, summary
     assert held["shape_accuracy"] >= TARGET_SHAPE, summary
+    objects = summary["objects"]
+    assert objects["images"] == 72 and len(objects["objects"]) == 12
+    assert objects["pattern_accuracy"] >= PATTERN_FLOOR, summary
 
 
 def test_caption_losses_compare_captions_on_shared_noise(toy):

@@ -101,11 +101,11 @@ def _calibrated(preset: str, config: EngineConfig) -> EngineConfig:
 PAPER = _calibrated(
     "paper", EngineConfig(dc_reduction="sum", ewc_lambda=TOY_EWC_LAMBDA, c_lora_lambda=TOY_C_LORA_LAMBDA)
 )
-# The toy's pooled caption also scales and shifts every ResNet (FiLM), so a concept token moves
-# the whole UNet: LoRA 2e-3 / token 5e-3 left 2 of 8 bundled concepts closer than the class
-# word on run H's weights (coloured noise), 5e-4 / 1e-3 learned 6 of 8; run K (shipped), whose
-# caption path is stronger, overshoots into texture at 5e-4 / 1e-3 (4 of 8) and learns 6 of 8 at
-# 2.5e-4 / 5e-4 (MODEL_CARD.md, "Personalization"). λ: TOY_EWC_LAMBDA / TOY_C_LORA_LAMBDA above.
+# Rates chosen on the patterned toy (run M) by recognition on three tuning concepts, 120 steps,
+# 12 images each (bench/results/personalization_schedule/round1, round2; MODEL_CARD.md,
+# "Personalization"): LoRA 3e-3 / token 5e-2 recognised 33 % of `<concept>` images (the class
+# word 0 %); the rates shipped for run K, 2.5e-4 / 5e-4, 6 % — the 64-wide token barely moved.
+# λ: TOY_EWC_LAMBDA / TOY_C_LORA_LAMBDA above.
 # dc_reduction "mean" and τ come from core/engine/assets/dc_calibration_toy.json, written by
 # `mnemo bench calibrate --backbone toy --preset toy --concept-names smiley,bullseye` (teacher
 # top-1 0.8 at τ = 1.07e-3 on weights f0f4a5ec5ac741e9; τ = 1 gave 0.336, uniform over 3).
@@ -117,8 +117,8 @@ TOY = _calibrated(
         train_steps=120,
         grad_accum=1,
         batch_size=2,
-        lora_lr=2.5e-4,
-        token_lr=5e-4,
+        lora_lr=3e-3,
+        token_lr=5e-2,
         full_lr=1e-4,
         prior_prompt="a photo of a shape",
         prior_images=16,
