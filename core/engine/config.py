@@ -75,8 +75,9 @@ class EngineConfig:
 
 
 # λ of the normalised EWC penalty λ Σ (F / mean F)(θ − θ*)², the same for plain EWC and EWC-DC.
-# Chosen by task-2 movement ‖θ_2 − θ_1‖ relative to sequential LoRA's (0: frozen, 1: free). On the
-# shipped toy (weights f0f4a5ec5ac741e9, 60 steps per task, bench/results/sweep_toy/movement.json,
+# Chosen by task-2 movement ‖θ_2 − θ_1‖ relative to sequential LoRA's (0: frozen, 1: free). On run
+# K's toy (weights f0f4a5ec5ac741e9, shipped before run M and not yet rerun on it; 60 steps per
+# task, bench/results/sweep_toy/movement.json,
 # `mnemo bench sweep --mode movement --backbone toy --concept-names smiley,bullseye --methods
 # ewc_dc,ewc --lambdas 0.1,1,10 --steps 60`): λ = 0.1 / 1 / 10 give 0.75 / 0.44 / 0.15 (EWC-DC)
 # and 0.81 / 0.53 / 0.27 (EWC), although the raw Fisher means differ 20,000-fold (3.3e-3 vs
@@ -107,8 +108,8 @@ PAPER = _calibrated(
 # word 0 %); the rates shipped for run K, 2.5e-4 / 5e-4, 6 % — the 64-wide token barely moved.
 # λ: TOY_EWC_LAMBDA / TOY_C_LORA_LAMBDA above.
 # dc_reduction "mean" and τ come from core/engine/assets/dc_calibration_toy.json, written by
-# `mnemo bench calibrate --backbone toy --preset toy --concept-names smiley,bullseye` (teacher
-# top-1 0.8 at τ = 1.07e-3 on weights f0f4a5ec5ac741e9; τ = 1 gave 0.336, uniform over 3).
+# `mnemo bench calibrate --backbone toy --preset toy --concept-names ladybug,chessboard` (tuning
+# concepts; teacher top-1 0.8 at τ = 7.9e-3 on run M, weights b4c14f3e534ef7e2; τ = 1 gave 0.349).
 TOY = _calibrated(
     "toy",
     EngineConfig(
