@@ -10,6 +10,7 @@ import time
 from PIL import Image
 from sqlalchemy import select
 
+from api.routes import jobs as jobs_route
 from core.db.models import Concept, Job, JobState, Upload, utcnow
 
 
@@ -61,14 +62,25 @@ def test_cancel_a_running_job_only_asks_it_to_stop(api) -> None:  # type: ignore
     assert len(api.files_under("uploads")) == 2  # the worker deletes them when it stops
 
 
-def test_job_events_stream_progress_until_final(api) -> None:  # type: ignore[no-untyped-def]
+def test_job_events_stream_progress_until_final(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _, headers = api.user("alice")
     job_id = _upload(api, headers)["job"]["id"]
     api.settings.events_poll_seconds = 0.02
+    first_snapshot = threading.Event()
+    snapshot = jobs_route._job_snapshot
+
+    def observed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = snapshot(*args, **kwargs)
+        first_snapshot.set()
+        return result
+
+    # The fake worker starts once the stream has read the queued job, however busy the machine.
+    monkeypatch.setattr(jobs_route, "_job_snapshot", observed)
 
     def worker() -> None:
         steps = [("running", {"phase": "train", "step": s, "total": 3, "loss": 0.5 / s}) for s in (1, 2, 3)]
         steps.append(("succeeded", {"phase": "done", "step": 3, "total": 3, "loss": None}))
+        assert first_snapshot.wait(timeout=60)
         for state, progress in steps:
             time.sleep(0.15)
             with api.session_factory() as session:

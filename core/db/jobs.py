@@ -53,6 +53,8 @@ from core.db.session import write_transaction
 from core.storage import ArtifactStore, StorageError, manifest_sha256
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+# What a claimed job reads until the engine reports its first phase (loading images and state).
+STARTING_PROGRESS = {"phase": "starting", "step": 0, "total": 0, "loss": None}
 
 
 class LeaseLostError(RuntimeError):
@@ -128,6 +130,7 @@ def claim_job(
                 attempts=Job.attempts + 1,
                 started_at=func.coalesce(Job.started_at, now),
                 error=None,
+                progress=STARTING_PROGRESS,
             )
             .execution_options(synchronize_session=False)
         )
@@ -153,6 +156,14 @@ def claim_job(
                 payload=dict(job.payload or {}),
             )
         return _refusal(session, job=job, now=now)
+
+
+def finished_progress(progress: dict[str, Any] | None) -> dict[str, Any]:
+    """Phase "done" with the last phase's counter at its total (a finished job never reads 19/24:
+    the worker writes progress at most once per interval, so the last write may lag the last step)."""
+    last = dict(progress or {})
+    total = int(last.get("total") or 0)
+    return {**last, "phase": "done", "step": total, "total": total}
 
 
 def _refusal(session: Session, *, job: Job, now: datetime) -> Claim:
@@ -388,7 +399,7 @@ def publish_training(
             "task_index": publication.task_index,
             "metrics": publication.metrics,
         }
-        job.progress = {**(job.progress or {}), "phase": "done"}
+        job.progress = finished_progress(job.progress)
         if publication.loss_curves is not None:
             job.loss_curves = publication.loss_curves
         record(
@@ -429,7 +440,7 @@ def publish_generation(
         job.lease_owner = None
         job.lease_expires_at = None
         job.result = {"generation_id": generation_id, "image_ids": image_ids}
-        job.progress = {**(job.progress or {}), "phase": "done"}
+        job.progress = finished_progress(job.progress)
         return image_ids
 
 

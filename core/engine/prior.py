@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,8 +25,20 @@ from core.engine.state import UserState
 BATCH = 8
 
 
-def prior_latents(backbone: Backbone, *, config: EngineConfig, cache_dir: Path | None) -> torch.Tensor:
-    """``config.prior_images`` latents of the base model for ``backbone.prior_prompt``."""
+def prior_latents(
+    backbone: Backbone,
+    *,
+    config: EngineConfig,
+    cache_dir: Path | None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """``config.prior_images`` latents of the base model for ``backbone.prior_prompt``.
+
+    ``on_progress(done, total)`` is called after each batch of generated images (and once, at
+    ``total``, on a cache hit), so that a job's "prepare" phase moves while the prior is drawn.
+    """
+    report = on_progress or (lambda done, total: None)
+    total = config.prior_images
     path = None
     if cache_dir is not None:
         key = "|".join(
@@ -40,23 +53,25 @@ def prior_latents(backbone: Backbone, *, config: EngineConfig, cache_dir: Path |
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         path = Path(cache_dir) / _safe(backbone.name) / f"prior-{digest}.safetensors"
         if path.exists():
+            report(total, total)
             return load_file(str(path))["latents"].to(backbone.device)
     activate(backbone.unet, [])  # the base model, whatever a previous job left active
-    latents = torch.cat(
-        [
+    batches = []
+    for start in range(0, total, BATCH):
+        batches.append(
             sample_latents(
                 backbone,
                 state=UserState.empty(),
                 prompt=backbone.prior_prompt,
                 negative_prompt="",
-                n=min(BATCH, config.prior_images - start),
+                n=min(BATCH, total - start),
                 steps=config.prior_steps,
                 guidance_scale=7.5,
                 seed=10_000 + start,
             )
-            for start in range(0, config.prior_images, BATCH)
-        ]
-    )
+        )
+        report(min(start + BATCH, total), total)
+    latents = torch.cat(batches)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -139,19 +139,7 @@ class _TaskRun:
 
     # ---------------------------------------------------------------- orchestration
     def execute(self) -> TaskResult:
-        started = time.perf_counter()
-        self.progress("prepare", 0, 1, None)
-        pixels = to_pixels(self.images, resolution=self.backbone.resolution, hflip=self.config.hflip)
-        self.latents = encode_latents(self.backbone, pixels)
-        self.prior = prior_latents(self.backbone, config=self.config, cache_dir=self.prior_cache_dir)
-        self.resume = self.ckpt.load()
-        if self.resume is not None:
-            self.done = self.resume["done"]
-            self.losses = self.resume["losses"]
-        self.occupied = self._normalised_occupancy()  # recorded even when training is resumed past
-        self.progress("prepare", 1, 1, None)
-        self.seconds["prepare"] = time.perf_counter() - started
-
+        self._timed("prepare", self._prepare)
         self._timed("train", self._train)
         if self.spec.dsc and self.n >= 2:
             self._timed("dsc", self._dsc)
@@ -188,6 +176,30 @@ class _TaskRun:
         return result
 
     # ---------------------------------------------------------------- phases
+    def _prepare(self) -> None:
+        """Latents of D_n, the prior set c0 (drawn once per backbone), a checkpoint to resume.
+
+        Progress counts one step for the encode, one per prior image and one for the rest, so
+        the phase moves while the prior is drawn and ends at its total.
+        """
+        total = self.config.prior_images + 2
+        self.progress("prepare", 0, total, None)
+        pixels = to_pixels(self.images, resolution=self.backbone.resolution, hflip=self.config.hflip)
+        self.latents = encode_latents(self.backbone, pixels)
+        self.progress("prepare", 1, total, None)
+        self.prior = prior_latents(
+            self.backbone,
+            config=self.config,
+            cache_dir=self.prior_cache_dir,
+            on_progress=lambda done, _: self.progress("prepare", 1 + done, total, None),
+        )
+        self.resume = self.ckpt.load()
+        if self.resume is not None:
+            self.done = self.resume["done"]
+            self.losses = self.resume["losses"]
+        self.occupied = self._normalised_occupancy()  # recorded even when training is resumed past
+        self.progress("prepare", total, total, None)
+
     def _train(self) -> None:
         """Eq. 1 on D_n + prior loss on c0 (+ EWC penalty, + C-LoRA Eq. 2)."""
         if "train" in self.done:

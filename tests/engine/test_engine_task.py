@@ -215,3 +215,21 @@ def test_nan_never_returns_a_state(backbone, config, prior_cache):
     broken = config.with_(lora_lr=float("nan"))
     with pytest.raises(NonFiniteError):
         learn(backbone, broken, prior_cache, method="lora_sequential", count=1)
+
+
+def test_prepare_progress_moves_while_the_prior_is_drawn_and_ends_at_its_total(backbone, config, tmp_path):
+    """A fresh prior cache: "prepare" counts the encode, each prior batch, and ends at total."""
+    config = config.with_(prior_images=12)  # two prior batches of at most 8
+    calls: list[tuple[str, int, int]] = []
+    learn(
+        backbone,
+        config,
+        tmp_path / "fresh-prior",
+        method="lora_sequential",
+        count=1,
+        progress=lambda phase, step, total, loss: calls.append((phase, step, total)),
+    )
+    prepare = [(step, total) for phase, step, total in calls if phase == "prepare"]
+    assert prepare == [(0, 14), (1, 14), (9, 14), (13, 14), (14, 14)]
+    last = {phase: (step, total) for phase, step, total in calls}
+    assert all(step == total for step, total in last.values())  # every phase ends at its total

@@ -75,6 +75,8 @@ def test_claims_run_a_users_tasks_in_order_and_fence_stale_attempts(
     assert waiting.outcome is protocol.ClaimOutcome.WAIT
     claim = protocol.claim_job(session_factory, job_id=first, worker_id="w1", lease_seconds=LEASE)
     assert (claim.outcome, claim.attempt, claim.fencing_token) == (protocol.ClaimOutcome.CLAIMED, 1, 1)
+    with session_factory() as session:  # a running job never reads phase "queued"
+        assert session.get(Job, first).progress["phase"] == "starting"
     # Another user's job does not wait for alice's.
     other = protocol.claim_job(session_factory, job_id=bobs, worker_id="w2", lease_seconds=LEASE)
     assert other.outcome is protocol.ClaimOutcome.CLAIMED
@@ -104,6 +106,8 @@ def test_claims_run_a_users_tasks_in_order_and_fence_stale_attempts(
     assert live_beat.alive and not live_beat.cancel_requested
     fresh = _publication(store, user_id=alice, parent_id=None, task_index=1)
     version = protocol.publish_training(session_factory, job_id=first, fencing_token=2, publication=fresh)
+    with session_factory() as session:  # done, with the last phase's counter at its total
+        assert session.get(Job, first).progress == {"phase": "done", "step": 10, "total": 10, "loss": 0.25}
     # Publishing again (a duplicate that got this far) writes nothing.
     with pytest.raises(protocol.LeaseLostError):
         protocol.publish_training(session_factory, job_id=first, fencing_token=2, publication=fresh)
