@@ -174,7 +174,7 @@ def cl_sweep(
     *, args: argparse.Namespace, backbone: Any, concepts: list[Any], config: Any, out: Path, log
 ) -> dict:
     """Same-budget tuning: every method's sampled configurations, each a full tuning sequence."""
-    from bench.cl import run_sequence
+    from bench.cl import retention_summary, run_sequence
     from core.engine.metrics import a_mmd, bwt_mmd
     from core.engine.metrics.features import load_feature_extractor, standardize
 
@@ -208,11 +208,16 @@ def cl_sweep(
                     {
                         "a_mmd": a_mmd(_matrix(record["to_real"])),
                         "bwt_mmd": bwt_mmd(_matrix(record["to_real"])),
+                        "recognition": record.get("recognition"),
                     }
                 )
             mean_a = sum(s["a_mmd"] for s in scores) / len(scores)
-            trials.append({"point": point, "per_seed": scores, "a_mmd": mean_a})
-            log(f"{method} {point}: A_MMD x1e3 = {mean_a * 1e3:.2f}")
+            kept = retention_summary([s["recognition"] for s in scores])
+            trials.append({"point": point, "per_seed": scores, "a_mmd": mean_a, "recognition": kept})
+            log(f"{method} {point}: A_MMD x1e3 = {mean_a * 1e3:.2f}; recognition {kept}")
+            results[method] = {"trials": trials, "budget": len(points)}
+            # A sweep runs for an hour or more: what it measured so far survives an interruption.
+            (out / "cl.partial.json").write_text(json.dumps(results, indent=1) + "\n")
         best = min(trials, key=lambda t: t["a_mmd"])
         results[method] = {"trials": trials, "best": best["point"], "budget": len(points)}
     return results

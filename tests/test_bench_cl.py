@@ -224,6 +224,8 @@ def test_sweep_and_calibrate_commands_on_the_tiny_backbone(concepts_dir, tmp_pat
     tuning += ["--budget", "2", "--n-eval", "2", "--gen-steps", "1", "--features", "random-proxy"]
     assert _bench("sweep", [*tuning, "--out", str(tmp_path)]) == 0
     swept = json.loads((tmp_path / "cl.json").read_text())["result"]
+    partial = json.loads((tmp_path / "cl.partial.json").read_text())  # written after every trial
+    assert len(partial["ewc"]["trials"]) == 2 and "best" not in partial["ewc"]
     assert swept["ewc"]["budget"] == 2 and len(swept["ewc"]["trials"]) == 2
     assert swept["lora_sequential"]["budget"] == 1 and swept["ewc"]["best"] in [
         t["point"] for t in swept["ewc"]["trials"]
