@@ -114,6 +114,7 @@ def test_duplicate_name_is_a_conflict_and_stores_nothing(api) -> None:  # type: 
     [
         ({"name": "Bad Name"}, "name must be a slug"),
         ({"name": "x" * 33}, "name must be a slug"),
+        ({"name": "dog\n"}, "name must be a slug"),
         ({"name": "dog", "method": "magic"}, "unknown method 'magic'; known methods: c_lora"),
         ({"name": "dog", "steps": "0"}, "steps must be between 1 and"),
         ({"name": "dog", "class_word": "<script>"}, "class_word must be"),

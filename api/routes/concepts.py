@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from api.deps import ServicesDep, SessionDep, UserDep, not_found
 from api.schemas import ConceptCreated, ConceptList, ConceptOut, ErrorOut, JobOut
-from core.db.enqueue import CONCEPT_NAME, ConceptExistsError, TrainRequest, create_train_job
+from core.db.enqueue import ConceptExistsError, TrainRequest, create_train_job
 from core.db.models import Concept, Job, JobKind
 from core.db.session import write_transaction
-from core.engine.methods import DEFAULT_METHOD, METHODS
 from core.storage import StoredFile
 from core.uploads import UploadError, validate_images
+from core.vocabulary import DEFAULT_METHOD, METHOD_NAMES, NAME_RULE, is_concept_name
 
 router = APIRouter(prefix="/v1/concepts", tags=["concepts"])
 CLASS_WORD = re.compile(r"^[A-Za-z][A-Za-z '-]{0,63}$")
@@ -52,16 +52,14 @@ def _unprocessable(message: str) -> HTTPException:
 def _validate_fields(
     *, name: str, class_word: str | None, method: str | None, steps: int | None, max_steps: int
 ) -> TrainRequest:
-    if not CONCEPT_NAME.match(name):
-        raise _unprocessable(
-            "name must be a slug: 1-32 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
-        )
+    if not is_concept_name(name):
+        raise _unprocessable(f"name must be {NAME_RULE}")
     class_word = (class_word or "").strip() or None
-    if class_word is not None and not CLASS_WORD.match(class_word):
+    if class_word is not None and not CLASS_WORD.fullmatch(class_word):
         raise _unprocessable("class_word must be 1-64 letters (spaces, ' and - allowed), e.g. 'dog'")
     method = (method or "").strip() or DEFAULT_METHOD
-    if method not in METHODS:
-        raise _unprocessable(f"unknown method {method!r}; known methods: {', '.join(sorted(METHODS))}")
+    if method not in METHOD_NAMES:
+        raise _unprocessable(f"unknown method {method!r}; known methods: {', '.join(sorted(METHOD_NAMES))}")
     if steps is not None and not 1 <= steps <= max_steps:
         raise _unprocessable(f"steps must be between 1 and {max_steps}")
     return TrainRequest(name=name, class_word=class_word, method=method, steps=steps)

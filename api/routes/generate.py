@@ -13,9 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services, ServicesDep, UserDep, not_found
 from api.schemas import ErrorOut, GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
-from core.db.enqueue import GenerateRequest, create_generate_job, prompt_tokens, ready_tokens
+from core.db.enqueue import GenerateRequest, create_generate_job, ready_tokens
 from core.db.models import FINAL_JOB_STATES, GeneratedImage, Job, JobState
 from core.db.session import write_transaction
+from core.vocabulary import prompt_tokens
 
 router = APIRouter(tags=["generate"])
 WAIT_POLL_SECONDS = 0.1

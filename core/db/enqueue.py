@@ -6,7 +6,6 @@ if the broker is down the job stays ``queued`` and the reconciler re-sends it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,25 +25,13 @@ from core.db.models import (
     User,
 )
 from core.storage import StoredFile
-
-# The same grammar as core/engine/tokens.py (not imported: it pulls in torch).
-CONCEPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-TOKEN_PATTERN = re.compile(r"<([a-z0-9][a-z0-9_-]{0,31})>")
+from core.vocabulary import token_for
 
 
 class ConceptExistsError(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"you already have a concept named {name!r}")
         self.name = name
-
-
-def token_for(name: str) -> str:
-    return f"<{name}>"
-
-
-def prompt_tokens(prompt: str) -> list[str]:
-    """The ``<token>``s a prompt uses, in order, without duplicates."""
-    return list(dict.fromkeys(f"<{m}>" for m in TOKEN_PATTERN.findall(prompt)))
 
 
 def ready_tokens(session: Session, *, user_id: str) -> list[str]:

@@ -1,7 +1,8 @@
 """The registry of continual-personalization methods (paper §4, App. H).
 
 A method is a small declarative record; the task loop reads its fields and never
-branches on a method's name. ``dsc_ewc_dc`` is the default.
+branches on a method's name. The names and the default (``dsc_ewc_dc``) live in the torch-free
+``core.vocabulary``, which the API validates uploads with; there is one record per name.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from core.engine.errors import UnknownMethodError
+from core.vocabulary import DEFAULT_METHOD
 
 AdapterKind = Literal["none", "lora", "kv"]
 EwcKind = Literal["none", "plain", "dc"]
@@ -61,7 +63,7 @@ METHODS: dict[str, Method] = {
         Method("dsc_ewc_dc", adapter="lora", ewc="dc", dsc=True),
     )
 }
-DEFAULT_METHOD = "dsc_ewc_dc"
+__all__ = ["DEFAULT_METHOD", "METHODS", "Method", "get_method"]
 
 
 def get_method(name: str) -> Method:

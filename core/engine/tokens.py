@@ -12,36 +12,30 @@ remains frozen thereafter").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 
+from core import vocabulary
 from core.engine.backbone import Backbone
 from core.engine.errors import InvalidConceptError, UnknownTokenError
+from core.vocabulary import TOKEN_PATTERN, prompt_tokens
 
-CONCEPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-TOKEN_PATTERN = re.compile(r"<([a-z0-9][a-z0-9_-]{0,31})>")
 RARE_INIT_WORD = "sks"
 
 
 def token_for(name: str) -> str:
-    """The prompt token of concept ``name`` (a slug): ``<name>``."""
-    if not CONCEPT_NAME.match(name):
-        raise InvalidConceptError(
-            f"concept name {name!r} must be a slug: lowercase letters, digits, '-' or '_', 1-32 chars"
-        )
-    return f"<{name}>"
-
-
-def tokens_in(prompt: str) -> list[str]:
-    return [f"<{m}>" for m in TOKEN_PATTERN.findall(prompt)]
+    """The prompt token of concept ``name`` (``core.vocabulary.token_for``), as an engine error."""
+    try:
+        return vocabulary.token_for(name)
+    except vocabulary.InvalidConceptNameError as error:
+        raise InvalidConceptError(str(error)) from None
 
 
 def check_tokens(prompt: str, known: Sequence[str]) -> None:
     """Raise ``UnknownTokenError`` for every ``<token>`` of ``prompt`` not in ``known``."""
-    unknown = sorted({t for t in tokens_in(prompt) if t not in known})
+    unknown = sorted(t for t in prompt_tokens(prompt) if t not in known)
     if unknown:
         raise UnknownTokenError(unknown, sorted(known))
 
