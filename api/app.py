@@ -41,7 +41,7 @@ An id that is not yours answers 404, exactly like a missing one."""
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], None] | None = None) -> FastAPI:
-    """Build the app. ``dispatcher`` replaces the outbox flush (default: ``worker.dispatch``)."""
+    """Build the app. ``dispatcher`` replaces the outbox flush (default: ``core.queue.outbox``)."""
     settings = settings or Settings()
     session_factory = make_session_factory(settings.database_url)
     services = Services(

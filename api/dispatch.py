@@ -1,18 +1,18 @@
 """Sending committed outbox rows to the broker, after the transaction that wrote them.
 
-The sender is ``worker.dispatch.flush_outbox`` (a Celery client that sends by task name and
-never imports torch). A broker that is down is not an error for the request: the job stays
-``queued`` in the database and the reconciler sends it later.
+The sender is ``core.queue.outbox.flush_outbox`` (a Celery client that sends by task name; the
+API imports no worker code). A broker that is down is not an error for the request: the job
+stays ``queued`` in the database and the reconciler sends it later.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.queue.outbox import flush_outbox
 from core.settings import Settings
 
 log = logging.getLogger("mnemo.api.dispatch")
@@ -23,12 +23,7 @@ def outbox_dispatcher(*, session_factory: sessionmaker[Session], settings: Setti
 
     def flush() -> None:
         try:
-            module = importlib.import_module("worker.dispatch")
-        except ImportError as error:
-            log.warning("outbox not flushed: worker.dispatch is unavailable (%s)", type(error).__name__)
-            return
-        try:
-            module.flush_outbox(session_factory=session_factory, settings=settings)
+            flush_outbox(session_factory=session_factory, settings=settings)
         except Exception as error:  # the reconciler re-sends; the request must not fail
             log.warning("outbox flush failed (%s); jobs stay queued for the reconciler", type(error).__name__)
 

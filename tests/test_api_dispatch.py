@@ -1,4 +1,4 @@
-"""The API's outbox dispatch through the real ``worker.dispatch`` relay (no worker consuming)."""
+"""The API's outbox dispatch through the real ``core.queue.outbox`` relay (no worker consuming)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _png() -> bytes:
 
 
 def _client(settings: Settings) -> tuple[TestClient, dict[str, str]]:
-    app = create_app(settings)  # the default dispatcher: worker.dispatch.flush_outbox
+    app = create_app(settings)  # the default dispatcher: core.queue.outbox.flush_outbox
     with app.state.services.session_factory() as session:
         key = create_user(session, name="alice", pepper=settings.pepper).key
         session.commit()

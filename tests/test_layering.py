@@ -5,6 +5,7 @@ interpreter so that nothing another test imported hides a violation.
   and no worker code;
 * ``core.engine`` (every module below it) imports no SQLAlchemy, FastAPI or Celery;
 * ``core.db`` (every module below it) imports no torch;
+* ``core.queue`` imports no ML library, FastAPI or code of the API and the worker;
 * ``core.vocabulary`` imports nothing of the project's heavier layers.
 """
 
@@ -65,9 +66,10 @@ def test_the_api_process_loads_no_ml_library() -> None:
     [
         (("core.engine.*",), ("sqlalchemy", "fastapi", "celery", "kombu", "api", "worker")),
         (("core.db.*",), ("torch", "diffusers", "transformers", "peft")),
+        (("core.queue.*",), ("torch", "diffusers", "transformers", "peft", "fastapi", "api", "worker")),
         (("core.vocabulary",), ("torch", "numpy", "sqlalchemy", "fastapi", "celery")),
     ],
-    ids=["engine", "db", "vocabulary"],
+    ids=["engine", "db", "queue", "vocabulary"],
 )
 def test_each_core_layer_imports_only_its_own_dependencies(
     targets: tuple[str, ...], banned: tuple[str, ...]

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.jobs import ReconcileReport, collect_orphans, reconcile
 from core.db.session import make_session_factory
 from core.db.workers import WorkerInfo, prune_workers, touch_worker
+from core.queue.outbox import flush_outbox
 from core.settings import Settings
 from core.storage import ArtifactStore
-from worker.dispatch import flush_outbox
 
 log = logging.getLogger(__name__)
 

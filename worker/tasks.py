@@ -13,9 +13,9 @@ import logging
 from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from core.db.models import GENERATE_TASK_NAME, TRAIN_TASK_NAME
+from core.queue.names import GENERATE_TASK_NAME, TRAIN_TASK_NAME
+from core.queue.outbox import flush_outbox
 from worker.celery_app import app
-from worker.dispatch import flush_outbox
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)

@@ -199,8 +199,9 @@ def _worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.no_reconciler:
         os.environ["MNEMO_WORKER_RECONCILER"] = "0"
+    from core.queue.app import prepare_broker
     from core.settings import get_settings
-    from worker.celery_app import app, prepare_broker
+    from worker.celery_app import app
 
     prepare_broker(get_settings())
     hostname = args.hostname or f"mnemo-{os.getpid()}@%h"

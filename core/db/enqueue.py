@@ -1,6 +1,6 @@
 """Creating jobs: the job row and its outbox row in the caller's transaction (DESIGN.md §6).
 
-The message is sent only after the transaction commits (``worker.dispatch.flush_outbox``);
+The message is sent only after the transaction commits (``core.queue.outbox.flush_outbox``);
 if the broker is down the job stays ``queued`` and the reconciler re-sends it.
 """
 
@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from core.db.audit import record
 from core.db.models import (
-    TASK_NAMES,
     Concept,
     ConceptStatus,
     Generation,
@@ -24,6 +23,7 @@ from core.db.models import (
     Upload,
     User,
 )
+from core.queue.names import TASK_NAMES
 from core.storage import StoredFile
 from core.vocabulary import token_for
 

@@ -41,6 +41,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Task names live in ``core.queue.names``; re-exported for callers that still import them here
+# (bench/dashboard.py).
+from core.queue.names import GENERATE_TASK_NAME as GENERATE_TASK_NAME
+from core.queue.names import TASK_NAMES as TASK_NAMES
+from core.queue.names import TRAIN_TASK_NAME as TRAIN_TASK_NAME
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -403,8 +409,3 @@ class AdminSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
-
-
-TRAIN_TASK_NAME = "mnemo.train"
-GENERATE_TASK_NAME = "mnemo.generate"
-TASK_NAMES = {JobKind.TRAIN.value: TRAIN_TASK_NAME, JobKind.GENERATE.value: GENERATE_TASK_NAME}

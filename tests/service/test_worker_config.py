@@ -1,4 +1,4 @@
-"""Celery configuration (research/reliability.md §1.3), the torch-free worker parent, and the
+"""Celery configuration (docs/architecture.md, "Broker settings"), the torch-free worker parent, and the
 ``mnemo db``/``users`` commands on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from core.cli.processes import mnemo_command
+from core.queue.app import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S, celery_config, create_celery_app
 from core.settings import Settings
-from worker.celery_app import HARD_TIME_LIMIT_S, SOFT_TIME_LIMIT_S, celery_config, create_celery_app
 
 
 def test_celery_settings_follow_the_reliability_baseline(tmp_path: Path) -> None:
@@ -42,14 +42,14 @@ def test_embedded_broker_is_the_fast_polling_sqlalchemy_transport(tmp_path: Path
     assert settings.broker_url.startswith("sqla+sqlite:///")
     app = create_celery_app(settings)
     with app.connection_for_write() as connection:
-        assert type(connection.transport).__module__ == "worker.transport"
+        assert type(connection.transport).__module__ == "core.queue.transport"
         assert connection.transport.polling_interval <= 0.1
         connection.ensure_connection(max_retries=1)
 
 
 def test_the_worker_parent_and_the_sender_never_import_torch() -> None:
     code = (
-        "import sys, worker.celery_app, worker.tasks, worker.signals, worker.dispatch, worker.reconciler;"
+        "import sys, worker.celery_app, worker.tasks, worker.signals, core.queue.outbox, worker.reconciler;"
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -6,7 +6,7 @@ stock SQLAlchemy channel passes *every* transport option to ``create_engine`` an
 take ``polling_interval``; this subclass removes it before, and polls every 0.1 s unless told
 otherwise. It also deletes a message's row when it is delivered (the stock channel keeps every
 delivered row forever). ``install()`` points kombu's ``sqla+`` / ``sqlalchemy+`` URL schemes at it (done by
-``worker.celery_app`` in every process that uses the broker).
+``core.queue.app`` in every process that uses the broker).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The API writes a job and its outbox row in one transaction and calls ``flush_out
 the commit; the reconciler calls it again, so a message that could not be sent (broker down,
 process killed between commit and send) goes out later. A row is marked sent only after the
 broker accepted it; a message sent twice is harmless (the SQL claim drops duplicates).
-Messages carry only the job id (research/reliability.md P1: the broker keeps whole messages).
+Messages carry only the job id: a broker keeps whole messages, so nothing personal goes in one
+(docs/architecture.md, "The job protocol").
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import Outbox, utcnow
+from core.queue.app import create_celery_app, prepare_broker
+from core.queue.names import TASK_QUEUES
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,6 @@ SEND_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "in
 
 @lru_cache(maxsize=8)
 def _app_for(broker_url: str, data_dir: str) -> Celery:
-    from worker.celery_app import create_celery_app, prepare_broker
-
     settings = Settings(broker_url=broker_url, data_dir=data_dir)
     prepare_broker(settings)
     return create_celery_app(settings)
@@ -50,8 +51,6 @@ def flush_outbox(
     Never raises on a broker error: the row stays pending and the error is logged
     (without the job's payload) for the reconciler to retry.
     """
-    from worker.celery_app import TASK_QUEUES
-
     app = app or celery_for(settings)
     with session_factory() as session:
         pending = session.execute(
