@@ -24,7 +24,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select
 
-from core.db.jobs import lineage
+from core.db.jobs.lineage import lineage
 from core.db.models import Concept, ConceptStatus
 from core.db.previews import PREVIEW_PROMPT, PreviewImage, PreviewItem, reference_image_paths, store_previews
 

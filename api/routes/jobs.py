@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services, ServicesDep, SessionDep, UserDep, not_found
 from api.schemas import ErrorOut, JobOut
-from core.db.jobs import delete_raw_uploads, request_cancel
+from core.db.cleanup import delete_raw_uploads
+from core.db.jobs import request_cancel
 from core.db.models import Job, JobKind, JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -1,0 +1,167 @@
+"""Repairs the job protocol needs from time to time: reconcile job state, collect orphaned files.
+
+Run by the worker's reconciler thread (``worker.reconciler``). Lost messages and dead workers
+leave jobs that nobody will run; crashes leave files that no row will ever reference
+(docs/architecture.md, "Repair").
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db.cleanup import delete_raw_uploads
+from core.db.jobs.claim import runnable
+from core.db.jobs.lifecycle import give_up
+from core.db.models import (
+    FINAL_JOB_STATES,
+    AdapterVersion,
+    GeneratedImage,
+    Job,
+    JobState,
+    Outbox,
+    Upload,
+    utcnow,
+)
+from core.db.session import write_transaction
+from core.queue.names import TASK_NAMES
+from core.storage import ArtifactStore, StorageError
+
+
+@dataclass
+class ReconcileReport:
+    redispatched: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+
+
+def reconcile(
+    session_factory: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    redispatch_after_seconds: float,
+    now: datetime | None = None,
+) -> ReconcileReport:
+    """Repair what lost messages and dead workers leave behind.
+
+    * a ``running`` job whose lease expired: re-sent (the claim accepts expired leases), or
+      failed when its attempts are exhausted;
+    * a ``queued`` job that could run now (no unfinished earlier train job of its user) and has
+      had no message for ``redispatch_after_seconds``: re-sent;
+    * a final train job whose raw uploads still exist: deleted.
+
+    Re-sending means an ``outbox`` row; ``core.queue.outbox.flush_outbox`` sends it.
+    """
+    now = now or utcnow()
+    report = ReconcileReport()
+    cutoff = now - timedelta(seconds=redispatch_after_seconds)
+    recent_message = exists().where(
+        Outbox.job_id == Job.id, or_(Outbox.sent_at.is_(None), Outbox.created_at >= cutoff)
+    )
+    stuck_filter = (Job.state == JobState.QUEUED.value, Job.created_at < cutoff, runnable(), ~recent_message)
+    expired_filter = (Job.state == JobState.RUNNING.value, Job.lease_expires_at < now)
+    with session_factory() as session:  # a cheap read first: most passes find nothing to repair
+        needs_repair = session.scalar(
+            select(func.count()).select_from(Job).where(or_(and_(*expired_filter), and_(*stuck_filter)))
+        )
+    if needs_repair:
+        _repair(
+            session_factory, report=report, now=now, expired_filter=expired_filter, stuck_filter=stuck_filter
+        )
+    with session_factory() as session:
+        leftovers = session.scalars(
+            select(Job.id)
+            .where(Job.state.in_([state.value for state in FINAL_JOB_STATES]))
+            .where(exists().where(Upload.job_id == Job.id))
+        ).all()
+    finished = set(report.failed) | set(leftovers)
+    for job_id in sorted(finished):
+        delete_raw_uploads(session_factory, store, job_id=job_id, now=now)
+        report.cleaned.append(job_id)
+    return report
+
+
+def _repair(
+    session_factory: sessionmaker[Session],
+    *,
+    report: ReconcileReport,
+    now: datetime,
+    expired_filter: tuple[Any, ...],
+    stuck_filter: tuple[Any, ...],
+) -> None:
+    with write_transaction(session_factory) as session:
+        expired = session.scalars(select(Job).where(*expired_filter)).all()
+        for job in expired:
+            if job.attempts >= job.max_attempts:
+                give_up(session, job=job, now=now)
+                report.failed.append(job.id)
+                continue
+            message_since_expiry = session.scalar(
+                select(func.count())
+                .select_from(Outbox)
+                .where(Outbox.job_id == job.id, Outbox.created_at >= job.lease_expires_at)
+            )
+            if not message_since_expiry:
+                session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
+                report.redispatched.append(job.id)
+        stuck = session.scalars(select(Job).where(*stuck_filter)).all()
+        for job in stuck:
+            session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
+            report.redispatched.append(job.id)
+
+
+def collect_orphans(
+    session_factory: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    older_than_seconds: float,
+    now: datetime | None = None,
+) -> list[str]:
+    """Delete files no row will ever reference (crash leftovers); returns their relative paths.
+
+    * ``adapters/<user>/<version>`` without an ``adapter_versions`` row (a crash between the
+      rename and the publish commit, or a publish that lost its lease);
+    * ``staging/<job>`` and ``checkpoints/<job>`` of jobs that are final or gone;
+    * ``images/<file>`` without an ``images`` row (a generation that did not publish).
+
+    Only entries older than ``older_than_seconds`` (by mtime) are touched, so work in flight is safe.
+    """
+    now = now or utcnow()
+    cutoff = now.timestamp() - older_than_seconds
+
+    def old_entries(relative: str, depth: int) -> list[str]:
+        base = store.root / relative
+        if not base.is_dir():
+            return []
+        pattern = "/".join(["*"] * depth)
+        return [
+            path.relative_to(store.root).as_posix()
+            for path in base.glob(pattern)
+            if path.lstat().st_mtime < cutoff and not path.name.startswith(".tmp-")
+        ]
+
+    candidates = {
+        "adapters": old_entries("adapters", 2),
+        "staging": old_entries("staging", 1),
+        "checkpoints": old_entries("checkpoints", 1),
+        "images": old_entries("images", 1),
+    }
+    orphans: list[str] = []
+    with session_factory() as session:
+        versions = set(session.scalars(select(AdapterVersion.path)))
+        images = set(session.scalars(select(GeneratedImage.path)))
+        orphans += [p for p in candidates["adapters"] if p not in versions]
+        orphans += [p for p in candidates["images"] if p not in images]
+        for relative in candidates["staging"] + candidates["checkpoints"]:
+            job = session.get(Job, relative.rsplit("/", 1)[-1])
+            if job is None or job.is_final:
+                orphans.append(relative)
+    for relative in orphans:
+        with contextlib.suppress(StorageError):
+            store.delete(relative)
+    return orphans
