@@ -220,3 +220,52 @@ def test_orphan_collection_removes_only_old_unreferenced_leftovers(
     assert set(removed) == leftovers
     assert not any(store.exists(p) for p in leftovers)
     assert all(store.exists(p) for p in kept | {fresh})
+
+
+def test_every_final_transition_writes_one_audit_record(
+    session_factory: sessionmaker[Session], store: ArtifactStore, new_user: Callable[..., tuple[str, str]]
+) -> None:
+    from core.db.enqueue import GenerateRequest, create_generate_job
+    from core.db.models import AuditLog
+
+    alice, _ = new_user(session_factory, "alice")
+    request = GenerateRequest(prompt="a dog", negative_prompt="", n=1, steps=1, guidance_scale=1.0, seed=0)
+    with session_factory() as session:
+        generation, job = create_generate_job(session, user_id=alice, request=request, max_attempts=3)
+        session.commit()
+        generated, generation_id = job.id, generation.id
+    claim = protocol.claim_job(session_factory, job_id=generated, worker_id="w", lease_seconds=LEASE)
+    image = store.write_bytes(store.new_image_path(), b"png")
+    protocol.publish_generation(
+        session_factory,
+        job_id=generated,
+        fencing_token=claim.fencing_token,
+        generation_id=generation_id,
+        images=[{"path": image.path, "sha256": image.sha256, "width": 1, "height": 1}],
+    )
+    trained = _train_job(session_factory, store, user_id=alice, name="dog")
+    claim = protocol.claim_job(session_factory, job_id=trained, worker_id="w", lease_seconds=LEASE)
+    publication = _publication(store, user_id=alice, parent_id=None, task_index=1)
+    protocol.publish_training(
+        session_factory, job_id=trained, fencing_token=claim.fencing_token, publication=publication
+    )
+    failed = _train_job(session_factory, store, user_id=alice, name="cat")
+    claim = protocol.claim_job(session_factory, job_id=failed, worker_id="w", lease_seconds=LEASE)
+    protocol.fail_job(
+        session_factory, job_id=failed, fencing_token=claim.fencing_token, error="x", final=True
+    )
+    cancelled = _train_job(session_factory, store, user_id=alice, name="owl")
+    protocol.request_cancel(session_factory, job_id=cancelled)
+
+    with session_factory() as session:
+        entries = session.execute(
+            select(AuditLog.action, AuditLog.subject, AuditLog.details).where(
+                AuditLog.action.in_(["job.succeeded", "job.failed", "job.cancelled", "adapter.publish"])
+            )
+        ).all()
+    by_action = {action: (subject, details) for action, subject, details in entries}
+    assert len(entries) == len(by_action) == 4
+    assert by_action["job.succeeded"] == (generated, {"kind": "generate", "images": 1})
+    assert by_action["adapter.publish"] == (publication.version_id, {"job_id": trained, "task_index": 1})
+    assert by_action["job.failed"] == (failed, {"kind": "train"})
+    assert by_action["job.cancelled"] == (cancelled, {"kind": "train"})
