@@ -1,93 +1,79 @@
-"""One delivery of a generate job: claim, sample with the user's state, store PNGs, publish."""
+"""A generate job's work inside the job runner (``worker.runner``): sample with the user's state,
+store the PNGs, publish their rows."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from typing import Any
 
 from core.db import jobs as protocol
 from worker.monitor import JobMonitor
-from worker.outcomes import Outcome, RunResult, record_failure
+from worker.outcomes import RunResult
+from worker.runner import run_job
 from worker.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class GeneratedImages:
+    """Stored, unpublished PNGs of one generation."""
+
+    generation_id: str
+    images: list[dict[str, Any]]  # {"path", "sha256", "width", "height"}
+
+
+class GenerateWork:
+    kind = "generate"
+
+    def produce(self, runtime: Runtime, *, claim: protocol.Claim, monitor: JobMonitor) -> GeneratedImages:
+        from core.engine.generate import generate
+
+        generation = protocol.ensure_generation(runtime.session_factory, job_id=claim.job_id)
+        params = dict(generation.params or {})
+        with runtime.session_factory() as session:
+            chain = protocol.user_lineage(session, user_id=claim.user_id)
+        state = runtime.load_user_state(chain)
+        steps = int(params.get("steps") or runtime.settings.generate_default_steps)
+        monitor.progress("generate", 0, steps, None)
+        images = generate(
+            backbone=runtime.backbone,
+            state=state,
+            prompt=generation.prompt,
+            negative_prompt=str(params.get("negative_prompt") or ""),
+            n=int(params.get("n") or 1),
+            steps=steps,
+            guidance_scale=float(params.get("guidance_scale", 7.5)),
+            seed=int(params.get("seed") or 0),
+        )
+        return GeneratedImages(generation_id=generation.id, images=[_store_png(runtime, i) for i in images])
+
+    def publish(self, runtime: Runtime, *, claim: protocol.Claim, product: GeneratedImages) -> str:
+        protocol.publish_generation(
+            runtime.session_factory,
+            job_id=claim.job_id,
+            fencing_token=claim.fencing_token,
+            generation_id=product.generation_id,
+            images=product.images,
+        )
+        return product.generation_id
+
+    def discard(self, runtime: Runtime, *, product: GeneratedImages) -> None:
+        runtime.store.delete_many([image["path"] for image in product.images])
+
+    def after(self, runtime: Runtime, *, claim: protocol.Claim, detail: str) -> None:
+        """Nothing follows a generation."""
+
+
+GENERATION = GenerateWork()
 
 
 def run_generate_job(runtime: Runtime, *, job_id: str) -> RunResult:
     """Run one delivery of generate job ``job_id``; never raises for a job-level failure."""
-    settings = runtime.settings
-    claim = protocol.claim_job(
-        runtime.session_factory,
-        job_id=job_id,
-        worker_id=runtime.worker_id,
-        lease_seconds=settings.job_lease_seconds,
-    )
-    if claim.outcome is not protocol.ClaimOutcome.CLAIMED:
-        return RunResult(Outcome.SKIPPED if claim.outcome is protocol.ClaimOutcome.SKIP else Outcome.WAIT)
-    monitor = JobMonitor(
-        session_factory=runtime.session_factory,
-        job_id=job_id,
-        fencing_token=claim.fencing_token,
-        lease_seconds=settings.job_lease_seconds,
-        heartbeat_seconds=settings.job_heartbeat_seconds,
-        worker=runtime.worker_info,
-    )
-    try:
-        with monitor:
-            return _generate_and_publish(runtime, claim=claim, monitor=monitor)
-    except protocol.LeaseLostError:
-        return RunResult(Outcome.SKIPPED, "lease lost to another attempt")
-    except Exception as error:
-        return _fail(runtime, claim=claim, error=error)
+    return run_job(runtime, job_id=job_id, work=GENERATION)
 
 
-def _generate_and_publish(runtime: Runtime, *, claim: protocol.Claim, monitor: JobMonitor) -> RunResult:
-    from core.engine.generate import generate
-
-    factory, store = runtime.session_factory, runtime.store
-    generation = protocol.ensure_generation(factory, job_id=claim.job_id)
-    params = dict(generation.params or {})
-    with factory() as session:
-        chain = protocol.user_lineage(session, user_id=claim.user_id)
-    state = runtime.load_user_state(chain)
-    steps = int(params.get("steps") or runtime.settings.generate_default_steps)
-    monitor.progress("generate", 0, steps, None)
-    images = generate(
-        backbone=runtime.backbone,
-        state=state,
-        prompt=generation.prompt,
-        negative_prompt=str(params.get("negative_prompt") or ""),
-        n=int(params.get("n") or 1),
-        steps=steps,
-        guidance_scale=float(params.get("guidance_scale", 7.5)),
-        seed=int(params.get("seed") or 0),
-    )
-    stored = []
-    for image in images:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        written = store.write_bytes(store.new_image_path(), buffer.getvalue())
-        stored.append(
-            {"path": written.path, "sha256": written.sha256, "width": image.width, "height": image.height}
-        )
-    monitor.stop()
-    try:
-        protocol.publish_generation(
-            factory,
-            job_id=claim.job_id,
-            fencing_token=claim.fencing_token,
-            generation_id=generation.id,
-            images=stored,
-        )
-    except protocol.LeaseLostError:
-        store.delete_many([item["path"] for item in stored])
-        raise
-    return RunResult(Outcome.SUCCEEDED, generation.id)
-
-
-def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception) -> RunResult:
-    from core.engine.errors import EngineError
-
-    final = isinstance(error, EngineError | ValueError)
-    message = str(error)[:500] if final else f"internal error ({type(error).__name__}); the job is retried"
-    is_final = record_failure(
-        runtime.session_factory, kind="generate", claim=claim, error=error, final=final, message=message
-    )
-    return RunResult(Outcome.FAILED if is_final else Outcome.RETRY, message)
+def _store_png(runtime: Runtime, image: Any) -> dict[str, Any]:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    written = runtime.store.write_bytes(runtime.store.new_image_path(), buffer.getvalue())
+    return {"path": written.path, "sha256": written.sha256, "width": image.width, "height": image.height}

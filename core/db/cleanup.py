@@ -1,17 +1,53 @@
-"""Clean-up after a job's final outcome: its raw uploads, checkpoints and staging output."""
+"""Clean-up after a job's final outcome, as one step: what the job leaves behind goes.
+
+A final train job leaves its raw uploads (files and rows), its checkpoints and its staging output;
+``delete_raw_uploads`` removes all of them and stamps the concept's ``images_deleted_at``. It is
+called from one place in the worker (``worker.runner``, after every final outcome), by the API
+when a cancel finishes a queued job at once, and by the reconciler for a clean-up that a crash
+interrupted. Account erasure removes a whole account's files with ``remove_files``
+(docs/architecture.md, "Clean-up").
+
+Raw uploads go files first, then rows: the rows are the to-do list that the reconciler finishes
+if a crash interrupts the step (rows first would leave files that no row names).
+"""
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.audit import record
 from core.db.models import Concept, Job, Upload, utcnow
 from core.db.session import write_transaction
 from core.storage import ArtifactStore, StorageError
+
+
+@dataclass(frozen=True)
+class Removal:
+    removed: int  # paths that existed and are gone
+    failed: int  # paths that would not go
+
+
+def remove_files(store: ArtifactStore, paths: Iterable[str]) -> Removal:
+    """Delete each stored path (a file or a folder) once; never raises for one that stays."""
+    removed = failed = 0
+    for relative in dict.fromkeys(paths):
+        try:
+            existed = store.exists(relative)
+            store.delete(relative)
+            removed += int(existed)
+        except StorageError:
+            failed += 1
+    return Removal(removed=removed, failed=failed)
+
+
+def job_output_paths(store: ArtifactStore, *, job_id: str) -> list[str]:
+    """What attempts write for a job outside its rows: checkpoints and unpublished output."""
+    return [store.checkpoint_dir(job_id=job_id), store.staging_dir(job_id=job_id)]
 
 
 def delete_raw_uploads(
@@ -21,34 +57,37 @@ def delete_raw_uploads(
     job_id: str,
     now: datetime | None = None,
 ) -> int:
-    """Delete a final train job's raw images: files, then rows; stamp the concept. Idempotent.
+    """Remove what a final job leaves behind; returns the number of raw uploads removed. Idempotent.
 
-    Also removes the job's checkpoints and staging output. Returns the number of uploads removed.
+    Upload files, then their rows (the concept stamped, the deletion audited), then checkpoints
+    and staging output. A job that no longer exists (its account was erased) leaves only the
+    latter. ``RuntimeError`` for a job that is not final: its next attempt needs all of it.
     """
     now = now or utcnow()
     with session_factory() as session:
         job = session.get(Job, job_id)
-        if job is None:
-            return 0
-        if not job.is_final:
+        if job is not None and not job.is_final:
             raise RuntimeError("raw images are deleted only once the job is final")
         paths = list(session.scalars(select(Upload.path).where(Upload.job_id == job_id)))
-        concept_id = job.concept_id
+        concept_id = None if job is None else job.concept_id
     for path in paths:
-        store.delete(path)
-    for relative in (store.checkpoint_dir(job_id=job_id), store.staging_dir(job_id=job_id)):
-        with contextlib.suppress(StorageError):
-            store.delete(relative)
+        store.delete(path)  # raises if one stays: the rows remain for the reconciler
+    if job is not None:
+        _forget_uploads(session_factory, job_id=job_id, concept_id=concept_id, files=len(paths), now=now)
+    remove_files(store, job_output_paths(store, job_id=job_id))
+    return len(paths)
+
+
+def _forget_uploads(
+    session_factory: sessionmaker[Session], *, job_id: str, concept_id: str | None, files: int, now: datetime
+) -> None:
     with write_transaction(session_factory) as session:
-        session.execute(
-            Upload.__table__.delete().where(Upload.job_id == job_id)  # type: ignore[attr-defined]
-        )
+        session.execute(delete(Upload).where(Upload.job_id == job_id))
         if concept_id is not None:
             session.execute(
                 update(Concept)
                 .where(Concept.id == concept_id, Concept.images_deleted_at.is_(None))
                 .values(images_deleted_at=now)
             )
-        if paths:
-            record(session, action="uploads.delete", subject=job_id, details={"files": len(paths)})
-    return len(paths)
+        if files:
+            record(session, action="uploads.delete", subject=job_id, details={"files": files})

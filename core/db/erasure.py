@@ -1,8 +1,10 @@
-"""Erasing an account (``DELETE /v1/me``): every row and file of the user (research/reliability.md §4).
+"""Erasing an account (``DELETE /v1/me``): every row and file of the user.
 
 One transaction deletes the user row; ``ON DELETE CASCADE`` removes keys, concepts, jobs, uploads,
 adapter versions, Fisher states, generations, images and outbox rows. The files go right after
-the commit. What remains is one audit entry keyed by a hash of the user id, with no personal data.
+the commit (``core.db.cleanup.remove_files``), with every job's checkpoints and staging output.
+What remains is one audit entry keyed by a hash of the user id, with no personal data
+(docs/architecture.md, "Clean-up").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.audit import record
+from core.db.cleanup import job_output_paths, remove_files
 from core.db.models import (
     AdapterVersion,
     AuditLog,
@@ -25,7 +28,7 @@ from core.db.models import (
     User,
 )
 from core.db.session import write_transaction
-from core.storage import ArtifactStore, StorageError
+from core.storage import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,7 @@ def erase_user(
         paths += session.scalars(select(AdapterVersion.path).where(AdapterVersion.user_id == user_id))
         paths.append(store.user_adapters_dir(user_id=user_id))
         for job_id in job_ids:
-            paths.append(store.checkpoint_dir(job_id=job_id))
-            paths.append(store.staging_dir(job_id=job_id))
+            paths += job_output_paths(store, job_id=job_id)
         # Earlier audit entries about the user keep only the hashed id.
         session.execute(
             update(AuditLog).where(AuditLog.subject == user_id).values(subject=erasure_subject(user_id))
@@ -77,21 +79,14 @@ def erase_user(
             subject=erasure_subject(user_id),
             details={"jobs": len(job_ids), "running_jobs": len(running)},
         )
-    removed = failed = 0
-    for relative in dict.fromkeys(paths):
-        try:
-            existed = store.exists(relative)
-            store.delete(relative)
-            removed += int(existed)
-        except StorageError:
-            failed += 1
+    removal = remove_files(store, paths)
     _compact_sqlite(session_factory)
     return ErasureReport(
         rows_user=deleted,
         jobs=len(job_ids),
         running_jobs_stopped=len(running),
-        paths_deleted=removed,
-        paths_failed=failed,
+        paths_deleted=removal.removed,
+        paths_failed=removal.failed,
     )
 
 
