@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="API bind address")
     port: int = Field(default=8000, ge=1, le=65535, description="API port")
 
-    # Uploads (DESIGN.md §7). The pixel cap is far below Pillow's MAX_IMAGE_PIXELS (89.5 MP),
-    # so Pillow's warn-only decompression-bomb band is rejected too.
+    # Uploads (docs/architecture.md, "Uploads and privacy"). The pixel cap is far below Pillow's
+    # MAX_IMAGE_PIXELS (89.5 MP), so Pillow's warn-only decompression-bomb band is rejected too.
     max_upload_bytes: int = Field(default=10 * MiB, ge=1024, description="bytes per uploaded image")
     max_files_per_concept: int = Field(default=20, ge=1, description="images per concept, at most")
     min_files_per_concept: int = Field(default=1, ge=1, description="images per concept, at least")
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     )
     min_image_side: int = Field(default=8, ge=1, description="smallest accepted image side (pixels)")
 
-    # Jobs (DESIGN.md §6).
+    # Jobs (docs/architecture.md, "The job protocol").
     job_lease_seconds: int = Field(default=300, ge=5, description="a claimed job's lease")
     job_heartbeat_seconds: int = Field(default=30, ge=1, description="how often a worker extends its lease")
     job_max_attempts: int = Field(default=3, ge=1, description="attempts before a job fails for good")

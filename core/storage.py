@@ -9,7 +9,7 @@ Layout (all paths stored in the DB are relative to the root):
     checkpoints/<job_id>/            resumable training checkpoints
 
 Writes are atomic and durable (temp file in the same directory, fsync, ``os.replace``, fsync of
-the directory; research/reliability.md §5). No user-supplied name ever becomes part of a path.
+the directory; docs/architecture.md, "Storage"). No user-supplied name ever becomes part of a path.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validation and re-encoding of uploaded training images (DESIGN.md §7, research/reliability.md §2).
+"""Validation and re-encoding of uploaded training images (docs/architecture.md, "Uploads and privacy").
 
 Rules, in the order they are checked for every file of a request:
   1. the client's filename is never used for anything; one that carries a path

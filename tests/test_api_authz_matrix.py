@@ -1,6 +1,6 @@
 """Authorization matrix: every OpenAPI operation is classified; anon/user/admin get what it says.
 
-A new route fails this test until it is added to MATRIX (research/reliability.md test 30).
+A new route fails this test until it is added to MATRIX (docs/architecture.md, "Keys and sessions").
 """
 
 from __future__ import annotations

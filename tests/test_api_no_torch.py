@@ -1,4 +1,4 @@
-"""The API process never imports torch (DESIGN.md §1): checked in a fresh interpreter."""
+"""The API process never imports torch (docs/architecture.md, "Layers"): checked in a fresh interpreter."""
 
 from __future__ import annotations
 

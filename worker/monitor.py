@@ -4,7 +4,7 @@ The engine reports progress on every step (``progress(phase, step, total, loss)`
 ``should_stop()`` between steps; both only touch memory. A background thread writes the
 newest progress to the job row at most every ``progress_interval`` seconds and extends the
 lease (fenced by the attempt's token); it raises the stop flag when the user cancelled or
-when the lease was lost to another attempt (research/reliability.md §1.4.4).
+when the lease was lost to another attempt (docs/architecture.md, "The job protocol").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything here is created lazily, on first use, *inside the pool child* that runs a task:
 the prefork parent never imports torch or touches CUDA (CUDA is not fork-safe,
-research/reliability.md §1.2), and each child loads the backbone once and keeps it for all
+docs/architecture.md, "Processes"), and each child loads the backbone once and keeps it for all
 the tasks it runs. User states are cached by their lineage (versions are immutable), so
 repeated generation for a user does not reload files.
 """

@@ -1,4 +1,4 @@
-"""``GET /v1/adapters``: the user's adapter lineage chain (DESIGN.md §5)."""
+"""``GET /v1/adapters``: the user's adapter lineage chain (docs/architecture.md, "Adapter lineage")."""
 
 from __future__ import annotations
 

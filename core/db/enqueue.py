@@ -1,7 +1,8 @@
-"""Creating jobs: the job row and its outbox row in the caller's transaction (DESIGN.md §6).
+"""Creating jobs: the job row and its outbox row in the caller's transaction.
 
 The message is sent only after the transaction commits (``core.queue.outbox.flush_outbox``);
-if the broker is down the job stays ``queued`` and the reconciler re-sends it.
+if the broker is down the job stays ``queued`` and the reconciler re-sends it
+(docs/architecture.md, "The job protocol").
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The relational model of the service (SQLAlchemy 2.0, typed ``Mapped`` columns).
 
-The SQL database owns all job and artifact state (DESIGN.md §6); Celery only delivers ids.
+The SQL database owns all job and artifact state; Celery only delivers ids (docs/architecture.md,
+"The job protocol").
 Ids are string UUIDs; timestamps are timezone-aware UTC (also on SQLite, through
 ``UTCDateTime``). Paths stored here are *relative to the data directory*
 (``uploads/<uuid>``, ``adapters/<user>/<version>``, ``images/<uuid>.png``), so the data

@@ -2,7 +2,7 @@
 
 SQLite (the embedded default) gets WAL, ``synchronous=FULL`` (a 2xx promises durability),
 ``busy_timeout``, ``foreign_keys=ON`` and ``secure_delete=ON`` on every connection
-(research/reliability.md §5, lab S1). ``write_transaction(factory)`` opens a transaction
+(docs/architecture.md, "Database settings"). ``write_transaction(factory)`` opens a transaction
 that takes the write lock at its start (SQLite ``BEGIN IMMEDIATE``), for read-then-write
 sequences such as claims and seq allocation.
 """

@@ -2,7 +2,7 @@
 
 A key looks like ``mnemo_<43 url-safe chars>`` (256 random bits). Only its display prefix
 (``mnemo_`` + 8 chars) and ``HMAC-SHA256(pepper, key)`` are stored; the key itself is
-returned once, at creation or rotation (research/reliability.md §3).
+returned once, at creation or rotation (docs/architecture.md, "Keys and sessions").
 """
 
 from __future__ import annotations
