@@ -102,14 +102,15 @@ def _calibrated(preset: str, config: EngineConfig) -> EngineConfig:
 PAPER = _calibrated(
     "paper", EngineConfig(dc_reduction="sum", ewc_lambda=TOY_EWC_LAMBDA, c_lora_lambda=TOY_C_LORA_LAMBDA)
 )
-# Rates chosen on the patterned toy (run M) by recognition on three tuning concepts, 120 steps,
+# Rates chosen on the patterned toy (run M, shipped before run N; not rerun on N) by recognition on three tuning concepts, 120 steps,
 # 12 images each (bench/results/personalization_schedule/round1, round2; MODEL_CARD.md,
 # "Personalization"): LoRA 3e-3 / token 5e-2 recognised 33 % of `<concept>` images (the class
 # word 0 %); the rates shipped for run K, 2.5e-4 / 5e-4, 6 % — the 64-wide token barely moved.
 # λ: TOY_EWC_LAMBDA / TOY_C_LORA_LAMBDA above.
 # dc_reduction "mean" and τ come from core/engine/assets/dc_calibration_toy.json, written by
 # `mnemo bench calibrate --backbone toy --preset toy --concept-names ladybug,chessboard` (tuning
-# concepts; teacher top-1 0.8 at τ = 7.9e-3 on run M, weights b4c14f3e534ef7e2; τ = 1 gave 0.349).
+# concepts; teacher top-1 0.8 at τ = 1.23e-2 on run N, weights 755e49606064ccd1; τ = 1 gave 0.349;
+# run M, shipped before, had τ = 7.9e-3).
 TOY = _calibrated(
     "toy",
     EngineConfig(
