@@ -308,6 +308,17 @@ def _is_adapter_param(name: str) -> bool:
     return any(part in name for part in (".lora_", ".vera_"))
 
 
+def generate_chunked(*, n: int, seed: int, **kwargs: Any) -> list[Any]:
+    """``n`` images in calls of at most ``GENERATE_CHUNK`` (the engine's limit per call); the
+    chunk at ``offset`` uses seed ``seed + offset``, so the first chunk is a plain ``generate``."""
+    from core.engine.generate import generate
+
+    images: list[Any] = []
+    for offset in range(0, n, GENERATE_CHUNK):
+        images += generate(n=min(GENERATE_CHUNK, n - offset), seed=seed + offset, **kwargs)
+    return images
+
+
 def run_sequence(
     *,
     backbone: Any,
@@ -327,7 +338,6 @@ def run_sequence(
     """Learn ``concepts`` in order with ``method``; evaluate every seen concept after each task."""
     import torch
 
-    from core.engine.generate import generate
     from core.engine.metrics import image_image_similarity, kid, mmd, n_param_store_pct, n_param_train_pct
     from core.engine.metrics.features import standardize
     from core.engine.state import UserState
@@ -362,17 +372,15 @@ def run_sequence(
         start = time.perf_counter()
         last_images = []
         for j in range(i + 1):
-            images = []
-            for offset in range(0, n_eval, GENERATE_CHUNK):
-                images += generate(
-                    backbone=backbone,
-                    state=state,
-                    prompt=eval_prompt(method, concepts[j]),
-                    n=min(GENERATE_CHUNK, n_eval - offset),
-                    steps=gen_steps,
-                    guidance_scale=guidance,
-                    seed=seed * 100_000 + j * 100 + offset,
-                )
+            images = generate_chunked(
+                backbone=backbone,
+                state=state,
+                prompt=eval_prompt(method, concepts[j]),
+                n=n_eval,
+                steps=gen_steps,
+                guidance_scale=guidance,
+                seed=seed * 100_000 + j * 100,
+            )
             last_images.append(images[0])
             feats = standardize(extractor(images))
             if j == i:

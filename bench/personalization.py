@@ -150,9 +150,9 @@ def _setting_summary(config, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from bench.cl import generate_chunked
     from core.engine.backbone import load_backbone
     from core.engine.config import PRESETS
-    from core.engine.generate import generate
     from core.engine.methods import DEFAULT_METHOD
     from core.engine.metrics.features import load_feature_extractor
     from core.engine.prior import prior_latents
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     prior_seconds = time.perf_counter() - start
 
     def sample(state, prompt: str, seed: int) -> list:
-        return generate(
+        return generate_chunked(
             backbone=backbone,
             state=state,
             prompt=prompt,

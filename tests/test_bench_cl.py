@@ -236,3 +236,21 @@ def test_sweep_and_calibrate_commands_on_the_tiny_backbone(concepts_dir, tmp_pat
     assert record["teacher_top1"] == pytest.approx(0.8, abs=1e-6) and record["dc_reduction"] == "mean"
     assert record["weights"] and record["command"].startswith("mnemo bench")  # from sys.argv
     capsys.readouterr()
+
+
+def test_generate_chunked_passes_the_engines_limit_and_keeps_the_first_chunk():
+    """24 evaluation images (issue 18: >= 24 per concept) are more than one ``generate`` call
+    allows (16): the benches draw them in chunks, the first chunk a plain ``generate``."""
+    import numpy as np
+
+    from bench.cl import GENERATE_CHUNK, generate_chunked
+    from core.engine.backbone import build_tiny_backbone
+    from core.engine.generate import generate
+    from core.engine.state import UserState
+
+    backbone = build_tiny_backbone(seed=0)
+    common = {"backbone": backbone, "state": UserState.empty(), "prompt": "a photo of a dog", "steps": 1}
+    many = generate_chunked(n=GENERATE_CHUNK + 2, seed=3, guidance_scale=1.0, **common)
+    first = generate(n=GENERATE_CHUNK, seed=3, guidance_scale=1.0, **common)
+    assert len(many) == GENERATE_CHUNK + 2
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(many, first, strict=False))
