@@ -26,7 +26,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import adapters, admin, admin_read, concepts, docs, generate, health, images, jobs, me
 from core.db.session import make_session_factory
 from core.settings import Settings
-from core.storage import ArtifactStore
+from core.storage import make_store
 
 log = logging.getLogger("mnemo.api")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     services = Services(
         settings=settings,
         session_factory=session_factory,
-        store=ArtifactStore(settings.data_dir),
+        store=make_store(settings),
         dispatch=dispatcher or outbox_dispatcher(session_factory=session_factory, settings=settings),
     )
 

@@ -233,7 +233,8 @@ def seed_trained_concept(harness: ApiHarness, *, user_id: str, name: str) -> dic
     """
     from core.db.enqueue import TrainRequest, create_train_job
     from core.db.models import AdapterVersion, ConceptStatus, FisherState, Job, JobState, User, utcnow
-    from core.storage import ArtifactStore, manifest_sha256
+    from core.storage import LocalStore as ArtifactStore
+    from core.storage import manifest_sha256
 
     store = ArtifactStore(harness.settings.data_dir)
     with harness.session_factory() as session:
@@ -291,7 +292,7 @@ def seed_generated_image(harness: ApiHarness, *, user_id: str, prompt: str = "a 
     """A finished generate job with one stored PNG (a stand-in for the worker). Returns ids."""
     from core.db.enqueue import GenerateRequest, create_generate_job
     from core.db.models import GeneratedImage, Job, JobState, utcnow
-    from core.storage import ArtifactStore
+    from core.storage import LocalStore as ArtifactStore
 
     store = ArtifactStore(harness.settings.data_dir)
     with harness.session_factory() as session:

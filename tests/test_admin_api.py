@@ -201,7 +201,7 @@ def test_erasing_an_account_removes_its_previews_and_sessions(api) -> None:  # t
     from core.db.admin_sessions import open_session
     from core.db.models import AdminSession, GeneratedImage, Preview, User
     from core.db.previews import PreviewImage, PreviewItem, store_previews
-    from core.storage import ArtifactStore
+    from core.storage import LocalStore as ArtifactStore
 
     alice_id, alice = api.user("alice", role="admin")
     seeded = api.trained_concept(user_id=alice_id, name="mug")

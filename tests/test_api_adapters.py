@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from core.storage import ArtifactStore, manifest_sha256
+from core.storage import LocalStore as ArtifactStore
+from core.storage import manifest_sha256
 
 
 def test_lineage_chain_links_parents_and_matches_files(api) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from core.db.models import GeneratedImage, Generation, Job, JobState, Outbox, utcnow
-from core.storage import ArtifactStore
+from core.storage import LocalStore as ArtifactStore
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

@@ -13,7 +13,7 @@ from core.db.erasure import erase_user, erasure_subject
 from core.db.jobs import LeaseLostError, Publication, claim_job, publish_training
 from core.db.models import AdapterVersion, AuditLog, FisherState, User
 from core.db.users import create_user
-from core.storage import ArtifactStore
+from core.storage import LocalStore as ArtifactStore
 
 
 def test_publish_after_erasure_is_refused_and_leaves_no_rows(session_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

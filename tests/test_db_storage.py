@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import ArtifactStore, StorageError, manifest_sha256, sha256_bytes
+from core.storage import LocalStore as ArtifactStore
+from core.storage import StorageError, manifest_sha256, sha256_bytes
 
 
 def test_atomic_write_and_layout(tmp_path: Path) -> None:
@@ -75,3 +76,42 @@ def test_raw_upload_checks(tmp_path: Path) -> None:
     store.delete_many(paths)
     assert not store.raw_upload_bytes_remain() and not store.raw_upload_bytes_remain(paths)
     assert list(store.iter_raw_upload_files()) == []
+
+
+def test_the_factory_builds_the_local_store_of_the_data_directory(tmp_path: Path) -> None:
+    from core.settings import Settings
+    from core.storage import LocalStore, make_store
+
+    store = make_store(Settings(data_dir=tmp_path))
+    assert isinstance(store, LocalStore) and store.root == tmp_path.resolve()
+
+
+def test_local_folders_go_in_and_out_whole(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "root")
+    local = tmp_path / "work" / "version"
+    (local / "sub").mkdir(parents=True)
+    (local / "lora.safetensors").write_bytes(b"lora")
+    (local / "sub" / "state.json").write_bytes(b"{}")
+    final = store.adapter_dir(user_id=str(uuid.uuid4()), version_id=str(uuid.uuid4()))
+    store.put_dir(local, final)  # from outside the root: copied, then renamed into place
+    assert not local.exists() and list((tmp_path / "root" / "staging").iterdir()) == []
+    assert set(store.describe_dir(final)) == {"lora.safetensors", "sub/state.json"}
+    copy = tmp_path / "copy"
+    store.get_dir(final, copy)
+    assert (copy / "sub" / "state.json").read_bytes() == b"{}"
+    store.get_dir(f"{final}-missing", tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_old_entries_skip_young_and_temporary_ones(tmp_path: Path) -> None:
+    import os
+
+    store = ArtifactStore(tmp_path)
+    old = store.write_bytes(store.new_image_path(), b"old").path
+    young = store.write_bytes(store.new_image_path(), b"young").path
+    (tmp_path / "images" / ".tmp-partial").write_bytes(b"x")
+    for relative in (old, "images/.tmp-partial"):
+        os.utime(tmp_path / relative, (0, 0))
+    assert store.old_entries("images", depth=1, older_than=1000.0) == [old]
+    assert set(store.old_entries("images", depth=1, older_than=2e9)) == {old, young}
+    assert store.old_entries("adapters", depth=2, older_than=2e9) == []

@@ -20,7 +20,8 @@ from core.db.session import make_session_factory
 from core.db.workers import WorkerInfo, prune_workers, touch_worker
 from core.queue.outbox import flush_outbox
 from core.settings import Settings
-from core.storage import ArtifactStore
+from core.storage import make_store
+from worker.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ ORPHAN_SWEEP_EVERY_SECONDS = 600.0
 
 
 def collect_orphans_once(*, session_factory: sessionmaker[Session], settings: Settings) -> list[str]:
-    """Delete crash leftovers older than an hour (``core.db.jobs.collect_orphans``)."""
-    removed = collect_orphans(
-        session_factory, ArtifactStore(settings.data_dir), older_than_seconds=ORPHAN_AGE_SECONDS
-    )
+    """Delete crash leftovers older than an hour (``core.db.jobs.collect_orphans``, and copies
+    staged in the worker's workspace)."""
+    removed = collect_orphans(session_factory, make_store(settings), older_than_seconds=ORPHAN_AGE_SECONDS)
+    removed += [
+        str(p) for p in Workspace(root=settings.data_dir).sweep(older_than_seconds=ORPHAN_AGE_SECONDS)
+    ]
     if removed:
         log.info("reconciler: removed %d orphaned files or folders", len(removed))
     return removed
@@ -55,7 +58,7 @@ def reconcile_once(
     """One pass: repair job state (``core.db.jobs.reconcile``), then send the outbox."""
     report = reconcile(
         session_factory,
-        ArtifactStore(settings.data_dir),
+        make_store(settings),
         redispatch_after_seconds=redispatch_after_seconds(settings),
     )
     if report.redispatched or report.failed:

@@ -1,4 +1,4 @@
-"""Per-process resources of a worker: settings, DB sessions, the store, the backbone.
+"""Per-process resources of a worker: settings, DB sessions, the store, the workspace, the backbone.
 
 Everything here is created lazily, on first use, *inside the pool child* that runs a task:
 the prefork parent never imports torch or touches CUDA (CUDA is not fork-safe,
@@ -15,6 +15,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +28,8 @@ from core.db.models import AdapterVersion
 from core.db.session import make_session_factory
 from core.db.workers import WorkerInfo
 from core.settings import Settings, get_settings
-from core.storage import ArtifactStore, sha256_file
+from core.storage import ArtifactStore, make_store, sha256_file
+from worker.workspace import Workspace
 
 if TYPE_CHECKING:
     from core.engine.backbone import Backbone
@@ -53,7 +56,12 @@ class Runtime:
 
     @cached_property
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.settings.data_dir)
+        return make_store(self.settings)
+
+    @cached_property
+    def workspace(self) -> Workspace:
+        """The local files the engine reads and writes (``worker.workspace``)."""
+        return Workspace(root=self.settings.data_dir)
 
     @cached_property
     def worker_id(self) -> str:
@@ -119,8 +127,9 @@ class Runtime:
         if cached is not None:
             self._states.move_to_end(key)
             return cached
-        directories = [self.verified_dir(v) for v in versions]
-        state = load_state(directories)
+        with ExitStack() as staged:
+            directories = [staged.enter_context(self.staged_version(v)) for v in versions]
+            state = load_state(directories)
         self._states[key] = state
         while len(self._states) > STATE_CACHE_SIZE:
             self._states.popitem(last=False)
@@ -138,13 +147,15 @@ class Runtime:
             self._feature_extractors[spec] = load_feature_extractor(spec, device=self.settings.device)
         return self._feature_extractors[spec]
 
-    def verified_dir(self, version: AdapterVersion) -> Path:
-        directory = self.store.resolve(version.path)
-        for name, meta in version.files.items():
-            path = directory / name
-            if not path.is_file() or sha256_file(path) != meta["sha256"]:
-                raise CorruptVersionError(f"adapter version {version.id} has a missing or altered file")
-        return directory
+    @contextmanager
+    def staged_version(self, version: AdapterVersion) -> Iterator[Path]:
+        """A local copy of an adapter version, every file checked against its recorded sha256."""
+        with self.workspace.staged(self.store, version.path) as directory:
+            for name, meta in version.files.items():
+                path = directory / name
+                if not path.is_file() or sha256_file(path) != meta["sha256"]:
+                    raise CorruptVersionError(f"adapter version {version.id} has a missing or altered file")
+            yield directory
 
     def forget(self) -> None:
         """Drop cached user states (tests; account erasure)."""

@@ -2,11 +2,13 @@
 
 The steps (docs/architecture.md, "The job protocol"):
 
-1. the user's state from their lineage of version directories (verified sha256);
+1. the user's state from their lineage of version directories, staged in the worker's workspace
+   and verified against their sha256 (``worker.workspace``);
 2. ``core.engine.task.run_task`` with progress/cancel callbacks and a checkpoint directory,
    so a re-run after a crash resumes instead of starting over;
-3. the new version directory is written (``save_version`` into ``staging/<job>``, then an atomic
-   rename into ``adapters/<user>/<version>``) *before* the publish transaction;
+3. the new version directory is written (``save_version`` into the workspace's ``staging/<job>``,
+   then put into the store at ``adapters/<user>/<version>`` as a whole) *before* the publish
+   transaction;
 4. publish: one fenced transaction (adapter + Fisher rows, head compare-and-swap, concept
    ready, job succeeded) — a stale attempt writes nothing and its directory is removed;
 5. the runner then deletes the raw uploads, their rows and the checkpoints (also after a final
@@ -70,7 +72,7 @@ class TrainWork:
                 prior_cache_dir=runtime.prior_cache_dir,
                 progress=monitor.progress,
                 should_stop=monitor.should_stop,
-                checkpoint_dir=store.resolve(store.checkpoint_dir(job_id=claim.job_id)),
+                checkpoint_dir=runtime.workspace.path(store.checkpoint_dir(job_id=claim.job_id)),
             )
         finally:
             del images
@@ -116,15 +118,15 @@ def run_train_job(runtime: Runtime, *, job_id: str) -> RunResult:
 
 
 def _store_version(runtime: Runtime, state: Any, *, job_id: str, user_id: str, version_id: str) -> str:
-    """Write the version into ``staging/<job>``, then move it into place; returns its stored path."""
+    """Write the version into the workspace's ``staging/<job>``, then put it into the store at its
+    place; returns its stored path."""
     from core.engine.state import save_version
 
     store = runtime.store
-    staging = store.staging_dir(job_id=job_id)
+    local = runtime.workspace.fresh(store.staging_dir(job_id=job_id))
     destination = store.adapter_dir(user_id=user_id, version_id=version_id)
-    store.delete(staging)
-    save_version(state, store.resolve(staging))
-    store.publish_dir(staging, destination)
+    save_version(state, local)
+    store.put_dir(local, destination)
     return destination
 
 

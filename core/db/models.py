@@ -5,7 +5,7 @@ The SQL database owns all job and artifact state; Celery only delivers ids (docs
 Ids are string UUIDs; timestamps are timezone-aware UTC (also on SQLite, through
 ``UTCDateTime``). Paths stored here are *relative to the data directory*
 (``uploads/<uuid>``, ``adapters/<user>/<version>``, ``images/<uuid>.png``), so the data
-directory can move; ``core.storage.ArtifactStore.resolve`` turns them into absolute paths.
+directory can move; the store (``core.storage.make_store``) resolves them.
 
 Lifecycle of a user's task (concept):
   API: ``concepts`` row (status ``queued``) + ``jobs`` row (kind ``train``) + ``uploads`` rows

@@ -27,7 +27,7 @@ from core.db.jobs import claim_job, heartbeat
 from core.db.previews import PreviewImage, PreviewItem, store_previews
 from core.db.users import create_user
 from core.db.workers import WorkerInfo, touch_worker
-from core.storage import ArtifactStore
+from core.storage import LocalStore as ArtifactStore
 from tests.admin_support import queue_train_job
 from tests.conftest import ApiHarness, make_settings, seed_trained_concept
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import jobs as protocol
 from core.db.enqueue import TrainRequest, create_train_job
 from core.db.models import AdapterVersion, Concept, FisherState, Job, Outbox, Upload, User, new_id, utcnow
-from core.storage import ArtifactStore
+from core.storage import LocalStore as ArtifactStore
 
 LEASE = 60.0
 

@@ -7,7 +7,6 @@ leave jobs that nobody will run; crashes leave files that no row will ever refer
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.cleanup import delete_raw_uploads
+from core.db.cleanup import delete_raw_uploads, remove_files
 from core.db.jobs.claim import runnable
 from core.db.jobs.lifecycle import give_up
 from core.db.models import (
@@ -30,7 +29,7 @@ from core.db.models import (
 )
 from core.db.session import write_transaction
 from core.queue.names import TASK_NAMES
-from core.storage import ArtifactStore, StorageError
+from core.storage import ArtifactStore
 
 
 @dataclass
@@ -133,23 +132,9 @@ def collect_orphans(
     """
     now = now or utcnow()
     cutoff = now.timestamp() - older_than_seconds
-
-    def old_entries(relative: str, depth: int) -> list[str]:
-        base = store.root / relative
-        if not base.is_dir():
-            return []
-        pattern = "/".join(["*"] * depth)
-        return [
-            path.relative_to(store.root).as_posix()
-            for path in base.glob(pattern)
-            if path.lstat().st_mtime < cutoff and not path.name.startswith(".tmp-")
-        ]
-
     candidates = {
-        "adapters": old_entries("adapters", 2),
-        "staging": old_entries("staging", 1),
-        "checkpoints": old_entries("checkpoints", 1),
-        "images": old_entries("images", 1),
+        folder: store.old_entries(folder, depth=depth, older_than=cutoff)
+        for folder, depth in (("adapters", 2), ("staging", 1), ("checkpoints", 1), ("images", 1))
     }
     orphans: list[str] = []
     with session_factory() as session:
@@ -161,7 +146,5 @@ def collect_orphans(
             job = session.get(Job, relative.rsplit("/", 1)[-1])
             if job is None or job.is_final:
                 orphans.append(relative)
-    for relative in orphans:
-        with contextlib.suppress(StorageError):
-            store.delete(relative)
+    remove_files(store, orphans)
     return orphans

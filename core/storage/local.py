@@ -1,69 +1,31 @@
-"""The artifact store: a local-filesystem tree rooted at the data directory.
+"""The local artifact store: a directory tree rooted at the data directory.
 
-Layout (all paths stored in the DB are relative to the root):
-
-    uploads/<uuid>                   re-encoded raw training images (PNG bytes), deleted after the task
-    staging/<job_id>/                a worker's unpublished output
-    adapters/<user_id>/<version_id>/ one immutable published adapter version (+ Fisher, tokens, state)
-    images/<uuid>.png                generated images
-    checkpoints/<job_id>/            resumable training checkpoints
-
-Writes are atomic and durable (temp file in the same directory, fsync, ``os.replace``, fsync of
-the directory; docs/architecture.md, "Storage"). No user-supplied name ever becomes part of a path.
+Writes are atomic and durable: a temporary file in the same directory, fsync, ``os.replace``, then
+an fsync of the directory (a rename is atomic but not durable until its directory is synced;
+docs/architecture.md, "Storage"). A folder is put into place the same way, by one rename.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-UPLOADS = "uploads"
-STAGING = "staging"
-ADAPTERS = "adapters"
-IMAGES = "images"
-CHECKPOINTS = "checkpoints"
-CHUNK = 1024 * 1024
+from core.storage.base import (
+    STAGING,
+    UPLOADS,
+    ArtifactStore,
+    StorageError,
+    StoredFile,
+    sha256_bytes,
+    sha256_file,
+)
 
-
-class StorageError(Exception):
-    """A path outside the store, or a file that did not go away."""
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    path: str  # relative to the store root
-    sha256: str
-    bytes: int
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def manifest_sha256(files: dict[str, dict[str, Any]]) -> str:
-    """The sha256 of an adapter version's manifest ``{name: {sha256, bytes}}`` (canonical JSON)."""
-    canonical = json.dumps(
-        {name: {"sha256": meta["sha256"], "bytes": int(meta["bytes"])} for name, meta in files.items()},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return sha256_bytes(canonical.encode())
+TEMP_PREFIX = ".tmp-"
 
 
 def fsync_dir(path: Path) -> None:
@@ -75,20 +37,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _check_id(value: str, what: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        raise StorageError(f"{what} is not a UUID") from None
-
-
-class ArtifactStore:
+class LocalStore(ArtifactStore):
     """Files of the service under one root directory."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
 
-    # ---- paths -----------------------------------------------------------------------------
     def resolve(self, relative: str) -> Path:
         """The absolute path of a stored relative path; refuses anything outside the root."""
         parts = relative.split("/")
@@ -99,36 +53,12 @@ class ArtifactStore:
             raise StorageError("stored path escapes the store")
         return path
 
-    @staticmethod
-    def new_upload_path() -> str:
-        return f"{UPLOADS}/{uuid.uuid4()}"
-
-    @staticmethod
-    def new_image_path() -> str:
-        return f"{IMAGES}/{uuid.uuid4()}.png"
-
-    @staticmethod
-    def adapter_dir(*, user_id: str, version_id: str) -> str:
-        return f"{ADAPTERS}/{_check_id(user_id, 'user id')}/{_check_id(version_id, 'version id')}"
-
-    @staticmethod
-    def user_adapters_dir(*, user_id: str) -> str:
-        return f"{ADAPTERS}/{_check_id(user_id, 'user id')}"
-
-    @staticmethod
-    def staging_dir(*, job_id: str) -> str:
-        return f"{STAGING}/{_check_id(job_id, 'job id')}"
-
-    @staticmethod
-    def checkpoint_dir(*, job_id: str) -> str:
-        return f"{CHECKPOINTS}/{_check_id(job_id, 'job id')}"
-
     # ---- writing ---------------------------------------------------------------------------
     def write_bytes(self, relative: str, data: bytes) -> StoredFile:
         """Write ``data`` atomically and durably at ``relative`` (replacing any previous file)."""
         path = self.resolve(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -142,7 +72,7 @@ class ArtifactStore:
         return StoredFile(path=relative, sha256=sha256_bytes(data), bytes=len(data))
 
     def publish_dir(self, source: str, destination: str) -> None:
-        """Move a finished directory (e.g. staging) into place atomically, durably.
+        """Move a finished stored folder (e.g. staging) into place atomically, durably.
 
         Every file below ``source`` is fsynced first; the rename is atomic on one filesystem.
         """
@@ -156,6 +86,28 @@ class ArtifactStore:
         fsync_dir(dst.parent)
         fsync_dir(src.parent)
 
+    def put_dir(self, local: Path, destination: str) -> None:
+        """Store a local folder: renamed into place when it lies below the root, else copied into
+        ``staging/`` first and renamed from there."""
+        local = Path(local).resolve()
+        if local.is_relative_to(self.root):
+            self.publish_dir(local.relative_to(self.root).as_posix(), destination)
+            return
+        staged = f"{STAGING}/{TEMP_PREFIX}{uuid.uuid4()}"
+        try:
+            shutil.copytree(local, self.resolve(staged))
+            self.publish_dir(staged, destination)
+        finally:
+            self.delete(staged)
+        shutil.rmtree(local)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def read_bytes(self, relative: str) -> bytes:
+        return self.resolve(relative).read_bytes()
+
+    def exists(self, relative: str) -> bool:
+        return self.resolve(relative).exists()
+
     def describe_dir(self, relative: str) -> dict[str, dict[str, Any]]:
         """``{relative file name: {"sha256", "bytes"}}`` of every file below a directory."""
         base = self.resolve(relative)
@@ -164,11 +116,25 @@ class ArtifactStore:
             for file in sorted(p for p in base.rglob("*") if p.is_file())
         }
 
-    def read_bytes(self, relative: str) -> bytes:
-        return self.resolve(relative).read_bytes()
+    def get_dir(self, relative: str, local: Path) -> None:
+        """Copy a stored folder into the new local folder ``local`` (empty if nothing is stored there)."""
+        source = self.resolve(relative)
+        if source.is_dir():
+            shutil.copytree(source, local)
+        else:
+            Path(local).mkdir(parents=True)
 
-    def exists(self, relative: str) -> bool:
-        return self.resolve(relative).exists()
+    def old_entries(self, prefix: str, *, depth: int, older_than: float) -> list[str]:
+        """Entries ``depth`` levels below ``prefix`` whose mtime is before ``older_than``."""
+        base = self.resolve(prefix)
+        if not base.is_dir():
+            return []
+        pattern = "/".join(["*"] * depth)
+        return [
+            path.relative_to(self.root).as_posix()
+            for path in base.glob(pattern)
+            if path.lstat().st_mtime < older_than and not path.name.startswith(TEMP_PREFIX)
+        ]
 
     # ---- deleting --------------------------------------------------------------------------
     def delete(self, relative: str) -> None:
@@ -184,10 +150,6 @@ class ArtifactStore:
             raise StorageError("a deleted path is still present")
         if path.parent.exists():
             fsync_dir(path.parent)
-
-    def delete_many(self, relatives: list[str]) -> None:
-        for relative in relatives:
-            self.delete(relative)
 
     # ---- privacy checks --------------------------------------------------------------------
     def iter_raw_upload_files(self) -> Iterator[Path]:
