@@ -6,6 +6,7 @@ interpreter so that nothing another test imported hides a violation.
 * ``core.engine`` (every module below it) imports no SQLAlchemy, FastAPI or Celery;
 * ``core.db`` (every module below it) imports no torch;
 * ``core.queue`` imports no ML library, FastAPI or code of the API and the worker;
+* ``core.storage`` imports neither the database nor the engine;
 * ``core.vocabulary`` imports nothing of the project's heavier layers.
 """
 
@@ -67,9 +68,10 @@ def test_the_api_process_loads_no_ml_library() -> None:
         (("core.engine.*",), ("sqlalchemy", "fastapi", "celery", "kombu", "api", "worker")),
         (("core.db.*",), ("torch", "diffusers", "transformers", "peft")),
         (("core.queue.*",), ("torch", "diffusers", "transformers", "peft", "fastapi", "api", "worker")),
+        (("core.storage.*",), ("torch", "numpy", "sqlalchemy", "fastapi", "celery", "api", "worker")),
         (("core.vocabulary",), ("torch", "numpy", "sqlalchemy", "fastapi", "celery")),
     ],
-    ids=["engine", "db", "queue", "vocabulary"],
+    ids=["engine", "db", "queue", "storage", "vocabulary"],
 )
 def test_each_core_layer_imports_only_its_own_dependencies(
     targets: tuple[str, ...], banned: tuple[str, ...]
