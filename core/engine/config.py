@@ -102,8 +102,9 @@ def _calibrated(preset: str, config: EngineConfig) -> EngineConfig:
 PAPER = _calibrated(
     "paper", EngineConfig(dc_reduction="sum", ewc_lambda=TOY_EWC_LAMBDA, c_lora_lambda=TOY_C_LORA_LAMBDA)
 )
-# Rates chosen on the patterned toy (run M, shipped before run N; not rerun on N) by recognition on three tuning concepts, 120 steps,
-# 12 images each (bench/results/personalization_schedule/round1, round2; MODEL_CARD.md,
+# Rates chosen on the patterned toy (run M, shipped before run N; not rerun on N) by recognition
+# on three tuning concepts, 120 steps, 12 images each
+# (bench/results/personalization_schedule/round1, round2; MODEL_CARD.md,
 # "Personalization"): LoRA 3e-3 / token 5e-2 recognised 33 % of `<concept>` images (the class
 # word 0 %); the rates shipped for run K, 2.5e-4 / 5e-4, 6 % — the 64-wide token barely moved.
 # λ: TOY_EWC_LAMBDA / TOY_C_LORA_LAMBDA above.
