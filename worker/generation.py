@@ -49,11 +49,7 @@ class GenerateWork:
 
     def publish(self, runtime: Runtime, *, claim: protocol.Claim, product: GeneratedImages) -> str:
         protocol.publish_generation(
-            runtime.session_factory,
-            job_id=claim.job_id,
-            fencing_token=claim.fencing_token,
-            generation_id=product.generation_id,
-            images=product.images,
+            runtime.session_factory, **claim.fence, generation_id=product.generation_id, images=product.images
         )
         return product.generation_id
 

@@ -135,9 +135,7 @@ def _stopped(runtime: Runtime, *, claim: protocol.Claim, monitor: JobMonitor) ->
     monitor.stop()
     if monitor.lease_lost:
         return _lease_lost(runtime, job_id=claim.job_id)
-    cancelled = protocol.mark_cancelled(
-        runtime.session_factory, job_id=claim.job_id, fencing_token=claim.fencing_token
-    )
+    cancelled = protocol.mark_cancelled(runtime.session_factory, **claim.fence)
     return RunResult(Outcome.CANCELLED, "cancelled", finished=cancelled)
 
 
@@ -166,11 +164,5 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception, kind: st
         type(error).__name__,
         exc_info=None if final else error,
     )
-    ended = protocol.fail_job(
-        runtime.session_factory,
-        job_id=claim.job_id,
-        fencing_token=claim.fencing_token,
-        error=message,
-        final=final,
-    )
+    ended = protocol.fail_job(runtime.session_factory, **claim.fence, error=message, final=final)
     return RunResult(Outcome.FAILED if ended else Outcome.RETRY, message, finished=ended)

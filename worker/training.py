@@ -94,12 +94,7 @@ class TrainWork:
         return TrainedVersion(publication=publication)
 
     def publish(self, runtime: Runtime, *, claim: protocol.Claim, product: TrainedVersion) -> str:
-        protocol.publish_training(
-            runtime.session_factory,
-            job_id=claim.job_id,
-            fencing_token=claim.fencing_token,
-            publication=product.publication,
-        )
+        protocol.publish_training(runtime.session_factory, **claim.fence, publication=product.publication)
         return product.publication.version_id
 
     def discard(self, runtime: Runtime, *, product: TrainedVersion) -> None:

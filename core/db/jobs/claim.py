@@ -48,6 +48,11 @@ class Claim:
     # the caller cleans up after it (``core.db.cleanup``).
     finalized: bool = False
 
+    @property
+    def fence(self) -> dict[str, Any]:
+        """The keyword arguments that fence a write to this attempt: ``job_id``, ``fencing_token``."""
+        return {"job_id": self.job_id, "fencing_token": self.fencing_token}
+
 
 def earlier_unfinished_train_job() -> Any:
     """SQL: the user of ``Job`` has an earlier train job that is not final (so this one waits)."""
