@@ -96,13 +96,24 @@ def _png() -> bytes:
 
 
 def _finish_soon(api, *, delay: float) -> threading.Thread:  # type: ignore[no-untyped-def]
-    """Act as a worker: after ``delay`` s, store one image for the newest generation and succeed."""
+    """Act as a worker: after ``delay`` s, and once the request has written its generation (however
+    busy the machine), store one image for the newest generation and succeed."""
+
+    def newest_generation(session):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            generation = session.scalars(select(Generation).order_by(Generation.created_at.desc())).first()
+            if generation is not None:
+                return generation
+            session.rollback()  # a new read transaction sees the request's commit
+            time.sleep(0.05)
+        raise AssertionError("the request wrote no generation within 60 s")
 
     def run() -> None:
         time.sleep(delay)
         store = ArtifactStore(api.settings.data_dir)
         with api.session_factory() as session:
-            generation = session.scalars(select(Generation).order_by(Generation.created_at.desc())).first()
+            generation = newest_generation(session)
             stored = store.write_bytes(store.new_image_path(), _png())
             session.add(
                 GeneratedImage(
