@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from core.db.enqueue import TrainRequest, allocate_job_seq, create_train_job
 from core.db.models import AdapterVersion, ApiKey, Concept, Job, Outbox, User
 from core.db.session import write_transaction
-from core.db.users import authenticate, create_user, rotate_key
+from core.db.users import UserError, authenticate, create_user, rotate_key
 
 PEPPER = b"pepper"
 
@@ -113,6 +113,16 @@ def test_keys_authenticate_until_rotated(session_factory) -> None:  # type: igno
         session.commit()
         assert authenticate(session, key=issued.key, pepper=PEPPER) is None
         assert authenticate(session, key=new.key, pepper=PEPPER)[0].id == issued.user.id
+        assert authenticate(session, key=new.key + "\n", pepper=PEPPER) is None  # a full match
+
+
+def test_user_names_are_full_matches(session_factory) -> None:  # type: ignore[no-untyped-def]
+    """"x\n" matched the old ``^...$`` pattern and created a user beside "x" (issue 20, item 1)."""
+    with session_factory() as session:
+        for name in ("alice\n", "alice\nbob", "", "-alice", "a" * 65):
+            with pytest.raises(UserError):
+                create_user(session, name=name, pepper=PEPPER)
+        assert create_user(session, name="a" * 64, pepper=PEPPER).user.name == "a" * 64
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

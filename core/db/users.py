@@ -22,8 +22,8 @@ from core.db.models import ApiKey, Role, User, utcnow
 
 KEY_SCHEME = "mnemo_"
 PREFIX_CHARS = len(KEY_SCHEME) + 8
-KEY_PATTERN = re.compile(r"^mnemo_[A-Za-z0-9_-]{43}$")
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+KEY_PATTERN = re.compile(r"mnemo_[A-Za-z0-9_-]{43}")  # full matches: "$" would accept a final "\n"
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -69,7 +69,7 @@ def create_user(
     actor_user_id: str | None = None,
 ) -> IssuedKey:
     """Create a user with one API key (flushes; the caller commits)."""
-    if not USER_NAME.match(name):
+    if not USER_NAME.fullmatch(name):
         raise UserError("a user name is 1-64 characters: letters, digits, '_', '.', '@', '-'")
     if role not in {r.value for r in Role}:
         raise UserError(f"role must be one of: {', '.join(r.value for r in Role)}")
@@ -139,7 +139,7 @@ def authenticate(session: Session, *, key: str, pepper: bytes) -> tuple[User, Ap
     Disabled users are returned too: the caller decides. Candidates are found by the
     non-secret prefix and compared in constant time.
     """
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         return None
     digest = hash_key(key, pepper=pepper)
     candidates = session.scalars(
