@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from core.cli.help_pages import document
+
 COMMAND_MODULES = (
     "core.cli.service",  # serve, api, worker, db, users, demo
     "core.cli.toy",  # toy train | check
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    document(parser)
     return parser
 
 

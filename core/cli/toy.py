@@ -102,10 +102,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     samples = toy.add_parser(
         "samples",
         help="write a bundled sample concept's images as PNG files (something to upload)",
-        description="Write the images of a bundled sample concept (docs/toy.md) as PNG files, e.g. to "
-        "upload with curl. Names: bullseye, striped-square, smiley, checkered-triangle, dotted-heart, "
-        "striped-cross; tuning: ladybug, chessboard, zebra-triangle, target-star, pumpkin-heart, "
-        "dotted-cross; photographs: chelsea, coffee.",
     )
     samples.add_argument("name", help="a bundled concept, e.g. smiley")
     samples.add_argument("--out", type=Path, default=Path("."), help="folder for NAME-1.png ... NAME-6.png")
