@@ -94,8 +94,8 @@ def markdown_table(summary: Mapping[str, Mapping[str, Any]], *, extractor: str, 
     lines = [
         caption,
         "",
-        f"Features: `{extractor}`, L2-normalised ×√d (so x·y/d = cos). MMD: biased MMD² with the "
-        "quadratic kernel (x·y/d + 1)²; KID: unbiased, cubic kernel. Mean ± sample std over seeds.",
+        f"Features: `{extractor}`, L2-normalised ×√d (so x·y/d = cos). MMD: unbiased MMD² (U-statistic) "
+        "with the quadratic kernel (x·y/d + 1)²; KID: unbiased, cubic kernel. Mean ± sample std over seeds.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
