@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shlex
 import sys
 import time
@@ -25,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from core.vocabulary import slug_from
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 EVAL_PROMPT = "a photo of {token}"
@@ -113,13 +114,6 @@ class Concept:
     attributes: Any = None  # core.engine.toy.recognition.Attributes when the toy's judge can score it
 
 
-def slugify(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:32]
-    if not slug or not slug[0].isalnum():
-        raise ValueError(f"cannot derive a concept name from {text!r}")
-    return slug
-
-
 def load_concept_folder(folder: Path) -> list[Concept]:
     """One sub-folder per concept, sorted by name; an optional ``class_word.txt`` in each."""
     from PIL import Image
@@ -137,7 +131,7 @@ def load_concept_folder(folder: Path) -> list[Concept]:
                 images.append(image.convert("RGB"))
         word_file = sub / "class_word.txt"
         class_word = word_file.read_text().strip() or None if word_file.is_file() else None
-        concepts.append(Concept(name=slugify(sub.name), class_word=class_word, images=images))
+        concepts.append(Concept(name=slug_from(sub.name), class_word=class_word, images=images))
     if not concepts:
         raise ValueError(f"no concept sub-folders with images in {folder}")
     return concepts
@@ -474,86 +468,131 @@ def default_preset(backbone: str) -> str:
     return backbone if backbone in ("toy", "tiny") else "paper"
 
 
+class SequenceFailed(RuntimeError):
+    """One (method, seed) sequence raised an engine error; the message names both."""
+
+
+@dataclass
+class Setup:
+    """What a ``mnemo bench cl`` run was asked for, validated and loaded."""
+
+    methods: list[str]
+    seeds: list[int]
+    preset: str
+    config: Any
+    concepts: list[Concept]
+    backbone: Any
+    extractor: Any
+
+    @property
+    def concept_names(self) -> list[str]:
+        return [c.name for c in self.concepts]
+
+
 def run(args: argparse.Namespace) -> int:
+    """Validate and load, run (or load from the cache) every (seed, method), write the report."""
     # Spinning OpenMP workers make a contended CPU several times slower (measured here: 8x per
     # training step with 2 threads on a shared 2-core machine); must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from core.engine.backbone import load_backbone
     from core.engine.errors import EngineError
-    from core.engine.methods import METHODS, get_method
-    from core.engine.metrics import report
-    from core.engine.metrics.bootstrap import differences_vs_reference, markdown_differences
-    from core.engine.metrics.features import load_feature_extractor, standardize
 
     wall_start = time.perf_counter()
     log = _logger()
     try:
-        methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
-        for method in methods:
-            get_method(method)
-        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
-        preset = args.preset or default_preset(args.backbone)
-        config = preset_config(args, preset)
-        concepts = select_concepts(args)
-        if len(concepts) < 2:
-            raise ValueError("a continual benchmark needs at least 2 concepts")
-        if args.n_eval < 2:
-            raise ValueError("--n-eval must be at least 2 (MMD and KID are unbiased estimates)")
-        for concept in concepts:
-            if len(concept.images) < 2:
-                raise ValueError(f"concept {concept.name} needs at least 2 images for the metrics")
-        backbone = load_backbone(args.backbone, device=args.device)
-        extractor = load_feature_extractor(args.features, device=args.device)
+        setup = prepare(args)
     except (EngineError, ValueError, FileNotFoundError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
     out = Path(args.out or f"bench/results/cl_{Path(args.backbone).name}")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
-    real_features = [standardize(extractor(c.images)) for c in concepts]
-    fingerprint = {
-        "backbone": backbone.name,
-        "weights": backbone.base_digest,
-        "config": config.to_dict(),
-        "concepts": concepts_fingerprint(concepts),
-        "n_eval": args.n_eval,
-        "gen_steps": args.gen_steps,
-        "guidance": args.guidance,
-        "features": extractor.name,
-        "feature_normalisation": "l2 x sqrt(d)",
-        "mmd": "unbiased MMD² (U-statistic), quadratic kernel",
-        "dc_trials": args.dc_trials,
-    }
-    _warn_if_calibrated_elsewhere(preset, backbone.base_digest, log)
-    configs = {method: method_config(config, method, args) for method in methods}
-    records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    try:
+        records, finals, configs = run_all(setup, args=args, out=out, log=log)
+    except SequenceFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    records = {method: runs for method, runs in records.items() if runs}
+    if not records:
+        print(f"error: no finished runs in {out / 'runs'} for these settings", file=sys.stderr)
+        return 1
+    results = write_report(setup, args=args, out=out, records=records, finals=finals, configs=configs)
+    wall = time.perf_counter() - wall_start
+    results["wall_seconds"] = round(wall, 1)
+    _write_json(out / "results.json", results)
+    if args.json:
+        print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1, allow_nan=False))
+    else:
+        print((out / "table.md").read_text())
+        print(f"outputs in {out}/ (table.md, evolution.png, forgetting.png, samples.png, results.json)")
+    print(f"total wall time: {wall:.1f} s", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> Setup:
+    """The methods, seeds, preset and concepts asked for, checked; the backbone and features loaded."""
+    from core.engine.backbone import load_backbone
+    from core.engine.methods import METHODS, get_method
+    from core.engine.metrics.features import load_feature_extractor
+
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+    for method in methods:
+        get_method(method)
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    preset = args.preset or default_preset(args.backbone)
+    config = preset_config(args, preset)
+    concepts = select_concepts(args)
+    if len(concepts) < 2:
+        raise ValueError("a continual benchmark needs at least 2 concepts")
+    if args.n_eval < 2:
+        raise ValueError("--n-eval must be at least 2 (MMD and KID are unbiased estimates)")
+    for concept in concepts:
+        if len(concept.images) < 2:
+            raise ValueError(f"concept {concept.name} needs at least 2 images for the metrics")
+    backbone = load_backbone(args.backbone, device=args.device)
+    extractor = load_feature_extractor(args.features, device=args.device)
+    return Setup(methods, seeds, preset, config, concepts, backbone, extractor)
+
+
+def run_all(
+    setup: Setup, *, args: argparse.Namespace, out: Path, log: Callable[[str], None]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]], dict[str, Any]]:
+    """Every (seed, method) run, seed-major (a first seed of every method is complete before the
+    second starts), each loaded from ``out/runs`` when its fingerprint matches, else run and cached.
+    Returns the records per method, each method's last images, and each method's config."""
+    from core.engine.errors import EngineError
+    from core.engine.metrics.features import standardize
+
+    real_features = [standardize(setup.extractor(c.images)) for c in setup.concepts]
+    fingerprint = run_fingerprint_base(setup, args=args)
+    _warn_if_calibrated_elsewhere(setup.preset, setup.backbone.base_digest, log)
+    configs = {method: method_config(setup.config, method, args) for method in setup.methods}
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in setup.methods}
     finals: dict[str, list[Any]] = {}
-    for seed in seeds:  # seed-major: a first seed of every method is complete before the second starts
-        for method in methods:
+    for seed in setup.seeds:
+        for method in setup.methods:
             path = out / "runs" / f"{method}__seed{seed}.json"
             strip = out / "samples" / f"{method}__seed{seed}.png"
-            run_fingerprint = {**fingerprint, "config": configs[method].to_dict()}
-            cached = _load_cached(path, run_fingerprint)
+            fingerprint_here = {**fingerprint, "config": configs[method].to_dict()}
+            cached = _load_cached(path, fingerprint_here)
             if cached is not None:
                 log(f"{method} seed {seed}: cached ({path})")
                 records[method].append(cached)
                 if method not in finals and strip.is_file():
-                    finals[method] = _split_strip(strip, len(concepts))
+                    finals[method] = _split_strip(strip, len(setup.concepts))
                 continue
             if args.cached_only:
                 log(f"{method} seed {seed}: not run yet, left out (--cached-only)")
                 continue
-            log(f"{method} seed {seed}: {len(concepts)} tasks, {config.train_steps} steps each")
+            log(f"{method} seed {seed}: {len(setup.concepts)} tasks, {setup.config.train_steps} steps each")
             start = time.perf_counter()
             try:
                 record, images = run_sequence(
-                    backbone=backbone,
-                    concepts=concepts,
+                    backbone=setup.backbone,
+                    concepts=setup.concepts,
                     method=method,
                     seed=seed,
                     config=configs[method].with_(seed=seed),
-                    extractor=extractor,
+                    extractor=setup.extractor,
                     real_features=real_features,
                     n_eval=args.n_eval,
                     gen_steps=args.gen_steps,
@@ -563,72 +602,91 @@ def run(args: argparse.Namespace) -> int:
                     log=log,
                 )
             except EngineError as error:
-                print(f"error: {method} seed {seed}: {error}", file=sys.stderr)
-                return 1
+                raise SequenceFailed(f"{method} seed {seed}: {error}") from error
             record["seconds"]["total"] = round(time.perf_counter() - start, 2)
-            record["fingerprint"] = run_fingerprint
+            record["fingerprint"] = fingerprint_here
             _write_json(path, record)
             _save_strip(images, strip)
             records[method].append(record)
             finals.setdefault(method, images)
             log(f"{method} seed {seed}: done in {record['seconds']['total']:.0f}s")
-    records = {method: runs for method, runs in records.items() if runs}
-    if not records:
-        print(f"error: no finished runs in {out / 'runs'} for these settings", file=sys.stderr)
-        return 1
+    return records, finals, configs
 
+
+def run_fingerprint_base(setup: Setup, *, args: argparse.Namespace) -> dict[str, Any]:
+    """What a cached run must have been made with to be reused (the method's config is added per run)."""
+    return {
+        "backbone": setup.backbone.name,
+        "weights": setup.backbone.base_digest,
+        "config": setup.config.to_dict(),
+        "concepts": concepts_fingerprint(setup.concepts),
+        "n_eval": args.n_eval,
+        "gen_steps": args.gen_steps,
+        "guidance": args.guidance,
+        "features": setup.extractor.name,
+        "feature_normalisation": "l2 x sqrt(d)",
+        "mmd": "unbiased MMD² (U-statistic), quadratic kernel",
+        "dc_trials": args.dc_trials,
+    }
+
+
+def write_report(
+    setup: Setup,
+    *,
+    args: argparse.Namespace,
+    out: Path,
+    records: dict[str, list[dict[str, Any]]],
+    finals: dict[str, list[Any]],
+    configs: dict[str, Any],
+) -> dict[str, Any]:
+    """``table.md`` (the paper's table, differences vs sequential LoRA, recognition kept) and the
+    figures into ``out``; returns the ``results.json`` record (without its wall time)."""
+    from core.engine.metrics import report
+    from core.engine.metrics.bootstrap import differences_vs_reference, markdown_differences
+
+    config, extractor, names = setup.config, setup.extractor, setup.concept_names
     summary = {method: report.aggregate(runs) for method, runs in records.items()}
     command = "mnemo bench cl " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
     caption = (
-        f"Continual personalization on `{backbone.name}` ({len(concepts)} concepts, preset `{preset}`, "
+        f"Continual personalization on `{setup.backbone.name}` ({len(setup.concepts)} concepts, "
+        f"preset `{setup.preset}`, "
         f"{config.train_steps} train + {config.consolidation_steps} DSC/Fisher steps per task, "
-        f"dc_reduction `{config.dc_reduction}`, seeds {seeds} (column Seeds: runs finished per method), "
-        f"{args.n_eval} eval images per concept "
-        f"and task, {args.gen_steps} sampling steps, guidance {args.guidance})."
+        f"dc_reduction `{config.dc_reduction}`, seeds {setup.seeds} "
+        "(column Seeds: runs finished per method), "
+        f"{args.n_eval} eval images per concept and task, {args.gen_steps} sampling steps, "
+        f"guidance {args.guidance})."
     )
     differences = differences_vs_reference(records, reference=REFERENCE_METHOD)
     table = report.markdown_table(summary, extractor=extractor.name, caption=caption)
     table += "\n" + markdown_differences(differences, reference=REFERENCE_METHOD)
     kept = {m: retention_summary([r.get("recognition") for r in runs]) for m, runs in records.items()}
-    table += "\n" + markdown_retention(kept, concepts=[c.name for c in concepts])
+    table += "\n" + markdown_retention(kept, concepts=names)
     (out / "table.md").write_text(table)
     report.plot_evolution(summary, out / "evolution.png", extractor=extractor.name)
     mean_to_real = {
         method: _mean_matrix([report.to_matrix(r["to_real"]) for r in runs])
         for method, runs in records.items()
     }
-    report.plot_forgetting(
-        mean_to_real, out / "forgetting.png", concepts=[c.name for c in concepts], extractor=extractor.name
-    )
-    grid_rows = {"real": [c.images[0] for c in concepts], **finals}
-    report.sample_grid(grid_rows, out / "samples.png", concepts=[c.name for c in concepts])
-    wall = time.perf_counter() - wall_start
-    results = {
+    report.plot_forgetting(mean_to_real, out / "forgetting.png", concepts=names, extractor=extractor.name)
+    grid_rows = {"real": [c.images[0] for c in setup.concepts], **finals}
+    report.sample_grid(grid_rows, out / "samples.png", concepts=names)
+    return {
         "command": command,
-        "backbone": backbone.name,
-        "preset": preset,
+        "backbone": setup.backbone.name,
+        "preset": setup.preset,
         "features": extractor.name,
-        "concepts": [c.name for c in concepts],
+        "concepts": names,
         "methods": list(records),
-        "seeds": seeds,
+        "seeds": setup.seeds,
         "config": config.to_dict(),
         "method_lambdas": {
             m: {"ewc_lambda": c.ewc_lambda, "c_lora_lambda": c.c_lora_lambda} for m, c in configs.items()
         },
-        "wall_seconds": round(wall, 1),
         "summary": summary,
         "differences_vs_" + REFERENCE_METHOD: differences,
         "recognition": kept,
         "runs": records,
     }
-    _write_json(out / "results.json", results)
-    if args.json:
-        print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1, allow_nan=False))
-    else:
-        print((out / "table.md").read_text())
-        print(f"outputs in {out}/ (table.md, evolution.png, forgetting.png, samples.png, results.json)")
-    print(f"total wall time: {wall:.1f} s", file=sys.stderr if args.json else sys.stdout)
-    return 0
 
 
 def markdown_retention(kept: dict[str, Any], *, concepts: Sequence[str]) -> str:
