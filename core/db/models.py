@@ -42,12 +42,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# Task names live in ``core.queue.names``; re-exported for callers that still import them here
-# (bench/dashboard.py).
-from core.queue.names import GENERATE_TASK_NAME as GENERATE_TASK_NAME
-from core.queue.names import TASK_NAMES as TASK_NAMES
-from core.queue.names import TRAIN_TASK_NAME as TRAIN_TASK_NAME
-
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
