@@ -34,23 +34,28 @@ from api.admin_schemas import (
 from api.deps import Services, not_found
 from api.routes.adapters import lineage_out
 from api.routes.images import png_response
+from api.schemas import AdapterVersionOut
 from core.db import admin as queries
 from core.db.audit import record
 from core.db.models import GeneratedImage, User, utcnow
-from core.db.previews import preview_strips
+from core.db.previews import Strip, preview_strips
 from core.db.session import write_transaction
 
 
-def audit_access(services: Services, *, actor_user_id: str, subject_user_id: str, what: str) -> None:
-    """Record that an admin read ``what`` of another user (``admin.read``; no payloads)."""
+def audit_access(
+    services: Services, *, actor_user_id: str, subject_user_id: str, what: str | tuple[str, ...]
+) -> None:
+    """Record that an admin read ``what`` of another user (``admin.read``; no payloads): one entry
+    per item, all in one transaction (one commit for a page that shows several)."""
     with write_transaction(services.session_factory) as session:
-        record(
-            session,
-            action="admin.read",
-            actor_user_id=actor_user_id,
-            subject=subject_user_id,
-            details={"what": what},
-        )
+        for item in (what,) if isinstance(what, str) else what:
+            record(
+                session,
+                action="admin.read",
+                actor_user_id=actor_user_id,
+                subject=subject_user_id,
+                details={"what": item},
+            )
 
 
 def user_summary(row: queries.UserRow) -> UserSummaryOut:
@@ -115,7 +120,31 @@ def task_detail(row: queries.TaskRow) -> TaskDetail:
 
 
 def lineage(session: Session, *, user_id: str) -> AdminLineage:
-    return AdminLineage(user_id=user_id, **lineage_out(session, user_id=user_id).model_dump())
+    # Every version in one query: the chain walk's ``session.get`` calls then find them in the
+    # identity map (which holds only referenced objects: ``loaded`` keeps them until the walk ends).
+    loaded = queries.user_versions(session, user_id=user_id)
+    chain = lineage_out(session, user_id=user_id)
+    del loaded
+    return AdminLineage(user_id=user_id, head=chain.head, versions=chain.versions)
+
+
+# The fields of AdapterVersionOut read straight off the version row.
+VERSION_FIELDS = [f for f in AdapterVersionOut.model_fields if f not in ("version", "concept_name", "token")]
+
+
+def recent_lineage(session: Session, *, user_id: str, limit: int) -> AdminLineage:
+    """The last ``limit`` versions of the lineage, numbered by their position in the whole chain."""
+    tail = queries.lineage_tail(session, user_id=user_id, limit=limit)
+    versions = [
+        AdapterVersionOut(
+            **{name: getattr(version, name) for name in VERSION_FIELDS},
+            version=tail.first_position + offset,
+            concept_name=concept.name if concept is not None else None,
+            token=concept.token if concept is not None else None,
+        )
+        for offset, (version, concept) in enumerate(tail.versions)
+    ]
+    return AdminLineage(user_id=user_id, head=tail.head, versions=versions)
 
 
 def active_page(session: Session, *, limit: int, cursor: str | None) -> ActiveJobPage:
@@ -161,30 +190,31 @@ def image_url(image_id: str) -> str:
     return f"/v1/admin/images/{image_id}"
 
 
-def previews(session: Session, *, user_id: str) -> PreviewStrips:
-    strips = []
-    for strip in preview_strips(session, user_id=user_id):
-        concept = strip.concept
-        strips.append(
-            PreviewStripOut(
-                concept_id=concept.id,
-                concept_name=concept.name,
-                token=concept.token,
-                task_index=concept.task_index,
-                retention=strip.latest_retention,
-                previews=[
-                    PreviewOut(
-                        after_task_index=p.after_task_index,
-                        image_ids=list(p.image_ids),
-                        image_urls=[image_url(i) for i in p.image_ids],
-                        retention=p.retention,
-                        features=p.features,
-                        created_at=p.created_at,
-                    )
-                    for p in strip.previews
-                ],
+def strip_out(strip: Strip) -> PreviewStripOut:
+    """One concept's previews as the API and the pages show them."""
+    concept = strip.concept
+    return PreviewStripOut(
+        concept_id=concept.id,
+        concept_name=concept.name,
+        token=concept.token,
+        task_index=concept.task_index,
+        retention=strip.latest_retention,
+        previews=[
+            PreviewOut(
+                after_task_index=p.after_task_index,
+                image_ids=list(p.image_ids),
+                image_urls=[image_url(i) for i in p.image_ids],
+                retention=p.retention,
+                features=p.features,
+                created_at=p.created_at,
             )
-        )
+            for p in strip.previews
+        ],
+    )
+
+
+def previews(session: Session, *, user_id: str) -> PreviewStrips:
+    strips = [strip_out(strip) for strip in preview_strips(session, user_id=user_id)]
     return PreviewStrips(user_id=user_id, strips=strips)
 
 

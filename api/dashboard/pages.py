@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import admin_views
-from api.admin_schemas import SystemOut
+from api.admin_schemas import PreviewStrips, SystemOut
 from api.dashboard.auth import PageAdminDep
 from api.dashboard.render import render
 from api.deps import Services, ServicesDep, not_found
@@ -31,6 +31,11 @@ from core.db.models import User, utcnow
 router = APIRouter(prefix="/admin", include_in_schema=False)
 USERS_PER_PAGE = 50
 TASKS_PER_PAGE = 100
+# The lineage graph shows the last LINEAGE_VERSIONS versions, the preview grid the last
+# PREVIEW_TASKS tasks and at most PREVIEW_STRIPS concepts (the JSON API has them all).
+LINEAGE_VERSIONS = 30
+PREVIEW_TASKS = 24
+PREVIEW_STRIPS = 48
 LIVE_JOBS = 200
 KEEPALIVE_SECONDS = 15.0
 RECENT_WORKER = timedelta(minutes=5)
@@ -80,13 +85,16 @@ def _user_context(services: Services, *, user_id: str, cursor: str | None) -> di
             return None
         summary = admin_views.one_user(session, user=user)
         tasks = admin_views.task_page(session, user_id=user_id, limit=TASKS_PER_PAGE, cursor=cursor)
-        lineage = admin_views.lineage(session, user_id=user_id)
-        previews = admin_views.previews(session, user_id=user_id)
-    max_task = max((p.after_task_index for s in previews.strips for p in s.previews), default=0)
+        lineage = admin_views.recent_lineage(session, user_id=user_id, limit=LINEAGE_VERSIONS)
+        window = queries.preview_window(
+            session, user_id=user_id, tasks=PREVIEW_TASKS, concepts=PREVIEW_STRIPS
+        )
+        previews = PreviewStrips(user_id=user_id, strips=[admin_views.strip_out(s) for s in window.strips])
+    columns = range(window.first_task, window.last_task + 1) if window.last_task else range(0)
     grid = []
     for strip in previews.strips:
         by_task = {p.after_task_index: p for p in strip.previews}
-        grid.append((strip, [by_task.get(n) for n in range(1, max_task + 1)]))
+        grid.append((strip, [by_task.get(n) for n in columns]))
     return {
         "user": summary,
         "tasks": tasks,
@@ -94,7 +102,8 @@ def _user_context(services: Services, *, user_id: str, cursor: str | None) -> di
         "positions": {v.id: i for i, v in enumerate(lineage.versions)},
         "previews": previews,
         "grid": grid,
-        "max_task": max_task,
+        "columns": columns,
+        "earlier_tasks": max(0, window.first_task - 1),
     }
 
 
@@ -105,8 +114,9 @@ def user_page(
     context = _user_context(services, user_id=user_id, cursor=cursor)
     if context is None:
         raise not_found()
-    for what in ("tasks", "lineage", "previews"):
-        admin_views.audit_access(services, actor_user_id=admin.user_id, subject_user_id=user_id, what=what)
+    admin_views.audit_access(
+        services, actor_user_id=admin.user_id, subject_user_id=user_id, what=("tasks", "lineage", "previews")
+    )
     return render(request, "admin/user.html", admin=admin, nav="users", **context)
 
 

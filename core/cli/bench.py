@@ -17,6 +17,7 @@ BENCHMARKS = {
     "sweep": ("bench.sweep", "tune λ and τ on tuning concepts, the same budget for every method"),
     "personalization": ("bench.personalization", "one concept on the toy backbone: MMD before/after"),
     "api": ("bench.api", "/v1/generate overhead and job-status polling load"),
+    "dashboard": ("bench.dashboard", "admin pages at 1,000 users / 1,000 tasks: p50/p95 server time"),
 }
 
 
