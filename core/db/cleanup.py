@@ -9,6 +9,11 @@ interrupted. Account erasure removes a whole account's files with ``remove_files
 
 Raw uploads go files first, then rows: the rows are the to-do list that the reconciler finishes
 if a crash interrupts the step (rows first would leave files that no row names).
+
+The API writes a concept's upload files before it commits their rows (a row never names a missing
+file), so a crash in between leaves files that no row names and no erasure can attribute;
+``collect_orphan_uploads`` removes them, and the temporary files of killed writes, once they are
+older than ``UPLOAD_ORPHAN_GRACE_SECONDS`` — far longer than any request takes to commit.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from core.db.audit import record
 from core.db.models import Concept, Job, Upload, utcnow
 from core.db.session import write_transaction
 from core.storage import ArtifactStore, StorageError
+from core.storage.base import UPLOADS
+
+# Raw uploads are the most sensitive files, so their orphans wait less than the other leftovers'
+# hour: the periodic sweep (every ten minutes) removes one at most twenty minutes after the crash.
+UPLOAD_ORPHAN_GRACE_SECONDS = 600.0
+IN_CHUNK = 500  # paths per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -91,3 +102,26 @@ def _forget_uploads(
             )
         if files:
             record(session, action="uploads.delete", subject=job_id, details={"files": files})
+
+
+def collect_orphan_uploads(
+    session_factory: sessionmaker[Session],
+    store: ArtifactStore,
+    *,
+    older_than_seconds: float = UPLOAD_ORPHAN_GRACE_SECONDS,
+    now: datetime | None = None,
+) -> list[str]:
+    """Delete files under ``uploads/`` that no ``uploads`` row names, and temporary files of killed
+    writes, once older than ``older_than_seconds``; returns their relative paths."""
+    cutoff = (now or utcnow()).timestamp() - older_than_seconds
+    candidates = store.old_entries(UPLOADS, depth=1, older_than=cutoff, include_temp=True)
+    if not candidates:
+        return []
+    owned: set[str] = set()
+    with session_factory() as session:
+        for start in range(0, len(candidates), IN_CHUNK):
+            chunk = candidates[start : start + IN_CHUNK]
+            owned.update(session.scalars(select(Upload.path).where(Upload.path.in_(chunk))))
+    orphans = [path for path in candidates if path not in owned]
+    remove_files(store, orphans)
+    return orphans

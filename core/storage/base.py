@@ -129,9 +129,12 @@ class ArtifactStore(Protocol):
         when nothing is stored below ``relative``)."""
         ...
 
-    def old_entries(self, prefix: str, *, depth: int, older_than: float) -> list[str]:
+    def old_entries(
+        self, prefix: str, *, depth: int, older_than: float, include_temp: bool = False
+    ) -> list[str]:
         """Entries ``depth`` levels below ``prefix`` last changed before the timestamp ``older_than``
-        (temporary files of writes in flight excluded)."""
+        (temporary files of writes in flight excluded unless ``include_temp``: an old one is the
+        leftover of a write that was killed)."""
         ...
 
     def raw_upload_bytes_remain(self, paths: list[str] | None = None) -> bool:

@@ -124,8 +124,11 @@ class LocalStore(ArtifactStore):
         else:
             Path(local).mkdir(parents=True)
 
-    def old_entries(self, prefix: str, *, depth: int, older_than: float) -> list[str]:
-        """Entries ``depth`` levels below ``prefix`` whose mtime is before ``older_than``."""
+    def old_entries(
+        self, prefix: str, *, depth: int, older_than: float, include_temp: bool = False
+    ) -> list[str]:
+        """Entries ``depth`` levels below ``prefix`` whose mtime is before ``older_than`` (temporary
+        files too when ``include_temp``)."""
         base = self.resolve(prefix)
         if not base.is_dir():
             return []
@@ -133,7 +136,7 @@ class LocalStore(ArtifactStore):
         return [
             path.relative_to(self.root).as_posix()
             for path in base.glob(pattern)
-            if path.lstat().st_mtime < older_than and not path.name.startswith(TEMP_PREFIX)
+            if path.lstat().st_mtime < older_than and (include_temp or not path.name.startswith(TEMP_PREFIX))
         ]
 
     # ---- deleting --------------------------------------------------------------------------

@@ -14,7 +14,12 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.cleanup import delete_raw_uploads, remove_files
+from core.db.cleanup import (
+    UPLOAD_ORPHAN_GRACE_SECONDS,
+    collect_orphan_uploads,
+    delete_raw_uploads,
+    remove_files,
+)
 from core.db.jobs.claim import runnable
 from core.db.jobs.lifecycle import give_up
 from core.db.models import (
@@ -126,7 +131,9 @@ def collect_orphans(
     * ``adapters/<user>/<version>`` without an ``adapter_versions`` row (a crash between the
       rename and the publish commit, or a publish that lost its lease);
     * ``staging/<job>`` and ``checkpoints/<job>`` of jobs that are final or gone;
-    * ``images/<file>`` without an ``images`` row (a generation that did not publish).
+    * ``images/<file>`` without an ``images`` row (a generation that did not publish);
+    * ``uploads/<file>`` without an ``uploads`` row (an upload request killed before its commit;
+      ``core.db.cleanup.collect_orphan_uploads``, after at most ``UPLOAD_ORPHAN_GRACE_SECONDS``).
 
     Only entries older than ``older_than_seconds`` (by mtime) are touched, so work in flight is safe.
     """
@@ -147,4 +154,5 @@ def collect_orphans(
             if job is None or job.is_final:
                 orphans.append(relative)
     remove_files(store, orphans)
-    return orphans
+    upload_age = min(older_than_seconds, UPLOAD_ORPHAN_GRACE_SECONDS)
+    return orphans + collect_orphan_uploads(session_factory, store, older_than_seconds=upload_age, now=now)
