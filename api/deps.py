@@ -42,6 +42,8 @@ class Services:
             min_files=s.min_files_per_concept,
             max_pixels=s.max_image_pixels,
             min_side=s.min_image_side,
+            max_side=s.upload_max_side,
+            max_request_pixels=s.max_request_pixels,
         )
 
 

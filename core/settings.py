@@ -58,6 +58,17 @@ class Settings(BaseSettings):
         default=40_000_000, ge=64, description="width x height per image, checked before decoding"
     )
     min_image_side: int = Field(default=8, ge=1, description="smallest accepted image side (pixels)")
+    # Decode work is bounded per request, from the headers; stored images are downscaled to what
+    # training uses (it centre-crops and resizes to the backbone's resolution, 512 for SD 1.x):
+    # 1024 keeps at least 512 on the shorter side for aspect ratios up to 2:1.
+    upload_max_side: int = Field(
+        default=1024, ge=16, description="longer side of a stored upload; larger images are downscaled"
+    )
+    max_request_pixels: int = Field(
+        default=200_000_000,
+        ge=64,
+        description="pixels one upload request may decode, all images together (checked from the headers)",
+    )
 
     # Jobs (docs/architecture.md, "The job protocol").
     job_lease_seconds: int = Field(default=300, ge=5, description="a claimed job's lease")
