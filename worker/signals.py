@@ -1,4 +1,5 @@
-"""Worker lifecycle hooks: the reconciler thread in the main process, import warm-up in children.
+"""Worker lifecycle hooks: the reconciler thread in the main process, import warm-up in children
+(``worker.warmup``).
 
 The reconciler starts when the worker is ready (after the pool children were forked) and
 stops at shutdown. ``MNEMO_WORKER_RECONCILER=0`` turns it off (for a second worker on the
@@ -7,16 +8,15 @@ same database: one reconciler is enough, more are harmless).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import threading
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from core.settings import get_settings
 from worker.reconciler import Reconciler
+from worker.warmup import start_warm_up
 
 log = logging.getLogger(__name__)
 RECONCILER_ENV = "MNEMO_WORKER_RECONCILER"
@@ -44,22 +44,10 @@ def stop_reconciler(**_: Any) -> None:
         _reconciler = None
 
 
-# Imported by a pool process as soon as it starts, in a background thread, so that its first
-# task does not wait for them (torch + diffusers take seconds to import). Importing does not
-# initialise CUDA; the backbone itself is still loaded by the first task that needs it.
-WARM_IMPORTS = ("torch", "diffusers", "transformers", "peft", "core.engine.task", "core.engine.generate")
-
-
-def _warm_imports() -> None:
-    for name in WARM_IMPORTS:
-        try:
-            importlib.import_module(name)
-        except Exception as error:  # the task's own import reports it properly
-            log.warning("warm-up import of %s failed: %s", name, type(error).__name__)
-            return
-
-
 @worker_process_init.connect
 def warm_up_child(**_: Any) -> None:
-    # A thread, not inline: Celery waits only a few seconds for a new pool process to start.
-    threading.Thread(target=_warm_imports, name="mnemo-warm-imports", daemon=True).start()
+    """Start the import warm-up of a new pool process (``worker.warmup``; tasks wait for it).
+
+    A thread, not inline: Celery waits only a few seconds for a new pool process to start.
+    """
+    start_warm_up()

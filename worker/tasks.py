@@ -3,7 +3,8 @@
 ``mnemo.train`` and ``mnemo.generate`` take one argument, the job id (messages carry no
 personal data). All state lives in SQL: a task's return value is informational only and no
 result backend is used. A train job whose user still has an earlier task running is
-delivered again later (``retry`` with a growing countdown); duplicates return at once.
+delivered again later (``retry`` with a growing countdown); duplicates return at once. A task
+first waits for its pool process's import warm-up (``worker.warmup``), before it claims the job.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from core.queue.names import GENERATE_TASK_NAME, TRAIN_TASK_NAME
 from core.queue.outbox import flush_outbox
 from worker.celery_app import app
 from worker.runtime import get_runtime
+from worker.warmup import wait_for_warm_up
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ RETRY_OPTIONS = {"retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": Tr
     **RETRY_OPTIONS,
 )
 def train(self: Task, job_id: str) -> str:
+    wait_for_warm_up()  # before any engine import: two importing threads break each other
     from worker.outcomes import Outcome
     from worker.training import run_train_job
 
@@ -68,6 +71,7 @@ def train(self: Task, job_id: str) -> str:
     **RETRY_OPTIONS,
 )
 def generate(self: Task, job_id: str) -> str:
+    wait_for_warm_up()
     from worker.generation import run_generate_job
 
     return _after(run_generate_job(get_runtime(), job_id=str(job_id)).outcome.value)
