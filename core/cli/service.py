@@ -141,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from core.cli import processes
+    from core.cli.access_log import uvicorn_log_config
     from core.settings import get_settings
 
     _apply_setting_options(args)
@@ -163,7 +164,13 @@ def _serve(args: argparse.Namespace) -> int:
     # an exception here, so that the worker is stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        uvicorn.run("api.app:app", host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            "api.app:app",
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            log_config=uvicorn_log_config(),
+        )
     except KeyboardInterrupt:
         pass
     finally:
@@ -174,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from core.cli.access_log import uvicorn_log_config
     from core.settings import get_settings
 
     _apply_setting_options(args)
@@ -184,6 +192,7 @@ def _api(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=uvicorn_log_config(),
         proxy_headers=True,
     )
     return 0
