@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     generate_max_wait_seconds: float = Field(default=120.0, ge=0, description="largest honoured `wait`")
     generate_max_prompt_chars: int = Field(default=1000, ge=1, description="longest prompt")
 
+    # Workers and readiness (docs/service.md, "Health, readiness and metrics").
+    worker_heartbeat_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often a worker's main process records itself in `workers`; /readyz counts "
+        "a worker seen within 3 of these as live (give the API and the workers the same value)",
+    )
+    ready_requires_worker: bool = Field(
+        default=False,
+        description="/readyz answers 503 while no worker is live; `mnemo serve` turns it on for its API",
+    )
+
     api_key_pepper: SecretStr | None = Field(
         default=None,
         description="server secret in API-key hashes (HMAC-SHA256); default: created once in "

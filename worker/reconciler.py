@@ -8,19 +8,17 @@ torch — and is started by the ``worker_ready`` signal (``worker.signals``).
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.jobs import ReconcileReport, collect_orphans, reconcile
 from core.db.session import make_session_factory
-from core.db.workers import WorkerInfo, prune_workers, touch_worker
+from core.db.workers import prune_workers
 from core.queue.outbox import flush_outbox
 from core.settings import Settings
 from core.storage import make_store
+from worker.loops import DaemonLoop
 from worker.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -73,43 +71,22 @@ def reconcile_once(
     return report
 
 
-class Reconciler:
+class Reconciler(DaemonLoop):
     """Runs ``reconcile_once`` every ``interval`` seconds until ``stop()``."""
+
+    thread_name = "mnemo-reconciler"
 
     def __init__(self, *, settings: Settings, interval: float | None = None) -> None:
         self.settings = settings
         self.interval = interval if interval is not None else interval_seconds(settings)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mnemo-reconciler", daemon=True)
         self._session_factory: sessionmaker[Session] | None = None
-
-    def start(self) -> Reconciler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def main_info(self) -> WorkerInfo:
-        """The worker's main process as the dashboard lists it (``core.db.workers``)."""
-        s = self.settings
-        return WorkerInfo(
-            worker_id=f"{socket.gethostname()}:{os.getpid()}",
-            role="main",
-            device=s.device,
-            backbone=s.backbone,
-            preset=s.engine_preset,
-        )
+        super().__init__()
 
     def _run(self) -> None:
         self._session_factory = make_session_factory(self.settings.database_url)
-        info = self.main_info()
         last_sweep = float("-inf")
         while not self._stop.wait(self.interval):
             try:
-                touch_worker(self._session_factory, info=info, current_job_id=None)
                 reconcile_once(session_factory=self._session_factory, settings=self.settings)
                 if time.monotonic() - last_sweep >= ORPHAN_SWEEP_EVERY_SECONDS:
                     last_sweep = time.monotonic()

@@ -1,8 +1,9 @@
-"""Worker lifecycle hooks: the reconciler thread in the main process, import warm-up in children
-(``worker.warmup``).
+"""Worker lifecycle hooks: the presence heartbeat and the reconciler thread in the main process,
+import warm-up in children (``worker.warmup``).
 
-The reconciler starts when the worker is ready (after the pool children were forked) and
-stops at shutdown. ``MNEMO_WORKER_RECONCILER=0`` turns it off (for a second worker on the
+The presence heartbeat (``worker.presence``: the worker counts as live for ``/readyz``) and the
+reconciler start when the worker is ready (after the pool children were forked) and stop at
+shutdown. ``MNEMO_WORKER_RECONCILER=0`` turns the reconciler off (for a second worker on the
 same database: one reconciler is enough, more are harmless).
 """
 
@@ -15,13 +16,15 @@ from typing import Any
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from core.settings import get_settings
+from worker.loops import DaemonLoop
+from worker.presence import Presence
 from worker.reconciler import Reconciler
 from worker.warmup import start_warm_up
 
 log = logging.getLogger(__name__)
 RECONCILER_ENV = "MNEMO_WORKER_RECONCILER"
 
-_reconciler: Reconciler | None = None
+_main_threads: list[DaemonLoop] = []
 
 
 def reconciler_enabled() -> bool:
@@ -29,19 +32,22 @@ def reconciler_enabled() -> bool:
 
 
 @worker_ready.connect
-def start_reconciler(**_: Any) -> None:
-    global _reconciler
-    if _reconciler is None and reconciler_enabled():
-        _reconciler = Reconciler(settings=get_settings()).start()
-        log.info("reconciler running every %.1f s", _reconciler.interval)
+def start_main_threads(**_: Any) -> None:
+    """The presence heartbeat, always; the reconciler unless ``MNEMO_WORKER_RECONCILER=0``."""
+    if _main_threads:
+        return
+    settings = get_settings()
+    _main_threads.append(Presence(settings=settings).start())
+    if reconciler_enabled():
+        reconciler = Reconciler(settings=settings).start()
+        _main_threads.append(reconciler)
+        log.info("reconciler running every %.1f s", reconciler.interval)
 
 
 @worker_shutdown.connect
-def stop_reconciler(**_: Any) -> None:
-    global _reconciler
-    if _reconciler is not None:
-        _reconciler.stop()
-        _reconciler = None
+def stop_main_threads(**_: Any) -> None:
+    while _main_threads:
+        _main_threads.pop().stop()
 
 
 @worker_process_init.connect

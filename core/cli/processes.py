@@ -1,22 +1,31 @@
 """Starting and stopping the service's own processes (``mnemo serve``, ``mnemo demo``, tests).
 
 Each child runs ``python -m core.cli.main <command>`` in its own process group, so that
-stopping it also stops the Celery pool children it forked. Nothing here imports torch.
+stopping it also stops the Celery pool children it forked. A supervised child (the worker of
+``mnemo serve``) also dies with its parent (``exit_with_parent``): a SIGKILLed parent must not
+leave it running. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
 import httpx
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_CHECK_SECONDS = 1.0
 
 
 def mnemo_command(*args: str) -> list[str]:
@@ -30,8 +39,13 @@ def start(
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
     cwd: Path | None = None,
+    new_session: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in a new process group; its output goes to ``log_path`` (else inherited)."""
+    """Start a child in a new process group; its output goes to ``log_path`` (else inherited).
+
+    ``new_session=False`` keeps the child in this process's session (a new process group only):
+    for a child that must not outlive this process, so that it cannot escape with its session.
+    """
     stream: IO[bytes] | int | None = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +57,8 @@ def start(
             stdout=stream,
             stderr=subprocess.STDOUT if stream is not None else None,
             cwd=cwd,
-            start_new_session=True,
+            start_new_session=new_session,
+            process_group=None if new_session else 0,
         )
     finally:
         if stream is not None and not isinstance(stream, int):
@@ -126,3 +141,46 @@ def embedded_environment(
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("MNEMO_")})
     return env
+
+
+# ---- a child that dies with its parent ---------------------------------------------------------
+
+
+def exit_with_parent(parent_pid: int, *, interval: float = PARENT_CHECK_SECONDS) -> None:
+    """Make this process (and its process group, when it leads one) die with ``parent_pid``.
+
+    Two mechanisms: on Linux the kernel sends SIGKILL when the parent goes (``PR_SET_PDEATHSIG``;
+    Celery's pool processes have the same on their main process), and a watch thread notices a
+    changed parent pid within ``interval`` s elsewhere, or if the parent died before this call.
+    """
+    _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        _kill_own_group()
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid, interval), name="mnemo-parent-watch", daemon=True
+    ).start()
+
+
+def _set_parent_death_signal(sig: signal.Signals) -> bool:
+    """``prctl(PR_SET_PDEATHSIG, sig)`` on Linux; False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(int(sig)), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, interval: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    log.warning("parent process %d is gone: exiting", parent_pid)
+    _kill_own_group()
+
+
+def _kill_own_group() -> None:
+    """SIGKILL this process's group if it leads one (its pool children too), else itself."""
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)

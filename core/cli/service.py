@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-reconciler", action="store_true", help="do not run the reconciler thread in this worker"
     )
     worker.add_argument("--max-tasks-per-child", type=int, default=0, help="recycle pool processes")
+    worker.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="exit (with the pool) when process PID is gone; `mnemo serve` passes its own",
+    )
     worker.set_defaults(handler=_worker)
 
     db = subparsers.add_parser("db", help="database schema")
@@ -140,24 +147,25 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from core.cli import processes
     from core.cli.access_log import uvicorn_log_config
+    from core.cli.supervisor import WorkerSupervisor
     from core.settings import get_settings
 
     _apply_setting_options(args)
+    # This API expects its own worker: /readyz answers 503 while none is alive (docs/service.md).
+    os.environ.setdefault("MNEMO_READY_REQUIRES_WORKER", "1")
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_upgrade:
         from core.db.migrate import upgrade
 
         upgrade(database_url=settings.database_url)
-    worker = processes.start(
-        processes.mnemo_command("worker", "--concurrency", str(args.concurrency)),
-        env=os.environ.copy(),
-    )
+    supervisor = WorkerSupervisor(
+        worker_args=["--concurrency", str(args.concurrency)], env=os.environ.copy()
+    ).start()
     print(
-        f"mnemo: API on http://{settings.host}:{settings.port} (docs at /docs), worker pid {worker.pid}, "
-        f"data in {settings.data_dir}",
+        f"mnemo: API on http://{settings.host}:{settings.port} (docs at /docs), worker pid "
+        f"{supervisor.pid} (restarted if it dies), data in {settings.data_dir}",
         flush=True,
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: make that
@@ -174,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        processes.stop(worker)
+        supervisor.stop()
     return 0
 
 
@@ -200,6 +208,10 @@ def _api(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     _apply_setting_options(args)
+    if args.parent_pid is not None:
+        from core.cli.processes import exit_with_parent
+
+        exit_with_parent(args.parent_pid)
     # One BLAS/OpenMP pool per pool process, sized so that the processes do not oversubscribe
     # the CPU cores (read by torch when the child imports it).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.concurrency))))

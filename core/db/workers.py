@@ -2,8 +2,10 @@
 
 A pool process touches its row at every lease heartbeat of the job it runs (``current_job_id``)
 and clears the job when the attempt ends; a worker's main process touches a ``main`` row from
-its reconciler thread. Rows are never deleted by the worker: the dashboard shows when each was
-last seen, and ``prune_workers`` drops rows not seen for a day.
+its presence thread (``worker.presence``) every ``worker_heartbeat_seconds``, and ``/readyz``
+counts the main rows seen within ``LIVE_HEARTBEATS`` of those as live workers
+(``live_workers``). Rows are never deleted by the worker: the dashboard shows when each was last
+seen, and ``prune_workers`` drops rows not seen for a day.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import WorkerSeen, utcnow
 
 PRUNE_AFTER = timedelta(days=1)
+LIVE_HEARTBEATS = 3  # a main process missing this many heartbeats in a row is not live
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,15 @@ def prune_workers(session_factory: sessionmaker[Session], *, now: datetime | Non
     cutoff = (now or utcnow()) - PRUNE_AFTER
     with session_factory.begin() as session:
         return session.execute(delete(WorkerSeen).where(WorkerSeen.last_seen_at < cutoff)).rowcount
+
+
+def live_window(heartbeat_seconds: float) -> timedelta:
+    """How recently a worker's main process must have been seen to count as live."""
+    return timedelta(seconds=LIVE_HEARTBEATS * heartbeat_seconds)
+
+
+def live_workers(session: Session, *, within: timedelta, now: datetime | None = None) -> int:
+    """How many worker main processes (the ones that consume jobs) were seen within ``within``."""
+    cutoff = (now or utcnow()) - within
+    query = select(func.count()).where(WorkerSeen.role == "main", WorkerSeen.last_seen_at >= cutoff)
+    return int(session.scalar(query) or 0)
