@@ -1,10 +1,14 @@
 """Prometheus metrics of the API: requests by route template and status, latency, jobs by state.
 
-Each app has its own registry (several apps may live in one test process).
+Each app has its own registry (several apps may live in one test process). Who may read them is
+``metrics_access``: anyone by default, nobody with ``MNEMO_METRICS_ENABLED=false``, or a scraper
+that sends ``Authorization: Bearer <MNEMO_METRICS_TOKEN>`` when a token is set.
 """
 
 from __future__ import annotations
 
+import enum
+import hmac
 import time
 from collections.abc import Iterator
 
@@ -16,6 +20,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db.models import Job
+from core.settings import Settings
+
+
+class MetricsAccess(enum.Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"  # a token is configured and the request's differs (401)
+    OFF = "off"  # metrics are turned off (404)
+
+
+def metrics_access(settings: Settings, *, authorization: str | None) -> MetricsAccess:
+    """May a request with this ``Authorization`` header read ``/metrics``? (constant-time compare)"""
+    if not settings.metrics_enabled:
+        return MetricsAccess.OFF
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else ""
+    if not token:
+        return MetricsAccess.ALLOWED
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return MetricsAccess.ALLOWED
+    return MetricsAccess.DENIED
 
 
 class JobStateCollector(Collector):

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         description="/readyz answers 503 while no worker is live; `mnemo serve` turns it on for its API",
     )
 
+    # Metrics (docs/service.md, "Health, readiness and metrics").
+    metrics_enabled: bool = Field(default=True, description="serve /metrics (false: it answers 404)")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="when set, /metrics requires `Authorization: Bearer <token>` (else it is open)",
+    )
+
     api_key_pepper: SecretStr | None = Field(
         default=None,
         description="server secret in API-key hashes (HMAC-SHA256); default: created once in "

@@ -3,7 +3,8 @@
 Readiness (docs/service.md, "Health, readiness and metrics"): the database and the broker must be
 reachable; the workers are reported as live when a worker's main process was seen recently
 (``core.db.workers.live_workers``), and none live is a 503 only where the settings expect a
-worker (``ready_requires_worker``: ``mnemo serve`` turns it on).
+worker (``ready_requires_worker``: ``mnemo serve`` turns it on). ``/metrics`` is open, closed
+(404) or behind a bearer token, as the settings say (``api.metrics.metrics_access``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services, ServicesDep
-from api.schemas import Health
+from api.metrics import MetricsAccess, metrics_access
+from api.schemas import ErrorOut, Health
 from core.db.session import ping
 from core.db.workers import live_window, live_workers
 
@@ -110,6 +112,22 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        401: {"model": ErrorOut, "description": "MNEMO_METRICS_TOKEN is set and the bearer token differs"},
+        404: {"model": ErrorOut, "description": "metrics are turned off (MNEMO_METRICS_ENABLED=false)"},
+    },
+    summary="Prometheus metrics (open, token-protected or off: MNEMO_METRICS_*)",
+    include_in_schema=True,
+)
 def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    access = metrics_access(services.settings, authorization=request.headers.get("authorization"))
+    if access is MetricsAccess.OFF:
+        raise HTTPException(status_code=404, detail="Not Found")
+    if access is MetricsAccess.DENIED:
+        headers = {"WWW-Authenticate": "Bearer"}
+        raise HTTPException(status_code=401, detail="a valid metrics token is required", headers=headers)
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -18,7 +18,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 SETTING_OPTIONS = {
     "data_dir": "MNEMO_DATA_DIR",
@@ -135,6 +138,20 @@ def _apply_setting_options(args: argparse.Namespace) -> None:
             os.environ[env] = str(Path(value).expanduser().resolve()) if name == "data_dir" else str(value)
 
 
+def _settings_for(args: argparse.Namespace, **env_defaults: str) -> Settings:
+    """The settings of a service command: the command-line overrides applied (``env_defaults``
+    for variables not set), and this process's files private (``core.cli.private``)."""
+    from core.cli.private import make_private
+    from core.settings import get_settings
+
+    _apply_setting_options(args)
+    for name, value in env_defaults.items():
+        os.environ.setdefault(name, value)
+    settings = get_settings()
+    make_private(settings.data_dir)
+    return settings
+
+
 # ---- serve / api / worker -------------------------------------------------------------------
 
 
@@ -149,12 +166,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from core.cli.access_log import uvicorn_log_config
     from core.cli.supervisor import WorkerSupervisor
-    from core.settings import get_settings
 
-    _apply_setting_options(args)
     # This API expects its own worker: /readyz answers 503 while none is alive (docs/service.md).
-    os.environ.setdefault("MNEMO_READY_REQUIRES_WORKER", "1")
-    settings = get_settings()
+    settings = _settings_for(args, MNEMO_READY_REQUIRES_WORKER="1")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_upgrade:
         from core.db.migrate import upgrade
@@ -190,10 +204,8 @@ def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from core.cli.access_log import uvicorn_log_config
-    from core.settings import get_settings
 
-    _apply_setting_options(args)
-    settings = get_settings()
+    settings = _settings_for(args)
     uvicorn.run(
         "api.app:app",
         host=settings.host,
@@ -207,7 +219,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    _apply_setting_options(args)
+    settings = _settings_for(args)
     if args.parent_pid is not None:
         from core.cli.processes import exit_with_parent
 
@@ -221,10 +233,9 @@ def _worker(args: argparse.Namespace) -> int:
     if args.no_reconciler:
         os.environ["MNEMO_WORKER_RECONCILER"] = "0"
     from core.queue.app import prepare_broker
-    from core.settings import get_settings
     from worker.celery_app import app
 
-    prepare_broker(get_settings())
+    prepare_broker(settings)
     hostname = args.hostname or f"mnemo-{os.getpid()}@%h"
     argv = [
         "worker",
@@ -248,10 +259,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     from core.db.migrate import current_revision, upgrade
-    from core.settings import get_settings
 
-    _apply_setting_options(args)
-    settings = get_settings()
+    settings = _settings_for(args)
     upgrade(database_url=settings.database_url, revision=args.revision)
     print(f"database at revision {current_revision(database_url=settings.database_url)}")
     return 0
@@ -263,10 +272,8 @@ def _session_and_settings(args: argparse.Namespace):  # type: ignore[no-untyped-
     from functools import partial
 
     from core.db.session import make_session_factory, write_transaction
-    from core.settings import get_settings
 
-    _apply_setting_options(args)
-    settings = get_settings()
+    settings = _settings_for(args)
     _require_database(settings)
     return partial(write_transaction, make_session_factory(settings.database_url)), settings
 
