@@ -23,7 +23,7 @@ from api.deps import Services
 from api.dispatch import outbox_dispatcher
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import adapters, admin, admin_read, concepts, docs, generate, health, images, jobs, me
+from api.routes import adapters, admin, admin_read, concepts, docs, export, generate, health, images, jobs, me
 from core.db.session import make_session_factory
 from core.settings import Settings
 from core.storage import make_store
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     app.state.services = services
     app.state.metrics = ApiMetrics(session_factory)
 
-    for module in (concepts, jobs, generate, images, adapters, me, admin, admin_read, health, docs):
+    for module in (concepts, jobs, generate, images, adapters, export, me, admin, admin_read, health, docs):
         app.include_router(module.router)
     dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

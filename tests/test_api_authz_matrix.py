@@ -25,6 +25,7 @@ MATRIX = {
     ("POST", "/generate"): USER,
     ("GET", "/v1/images/{image_id}"): USER,
     ("GET", "/v1/adapters"): USER,
+    ("GET", "/v1/adapters/{version}/export"): USER,
     ("GET", "/v1/me"): USER,
     ("DELETE", "/v1/me"): USER,
     ("POST", "/v1/me/key"): USER,

@@ -139,6 +139,14 @@ PAGES: dict[tuple[str, ...], Page] = {
         "Overhead of /v1/generate over a direct engine call, and job-status polling load.",
         (("mnemo bench api --requests 20", "twenty requests against an in-process service"),),
     ),
+    ("export",): (
+        "Write a user's adapter version as a zip (docs/export.md): a diffusers LoRA, a kohya LoRA,\n"
+        "one textual-inversion file per token and a JSON card, as GET /v1/adapters/{version}/export.",
+        (
+            ("mnemo export 1 --user alice --data-dir ./mnemo-data", "alice's first adapter version"),
+            ("mnemo export <version id> --user alice -o alice.zip", "a version by its id"),
+        ),
+    ),
     ("bench", "dashboard"): (
         "Server time of the admin dashboard's pages on a seeded database (SQLite and PostgreSQL).",
         (("mnemo bench dashboard --out bench/results/dashboard", "the committed figures"),),

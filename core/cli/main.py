@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "core.cli.service",  # serve, api, worker, db, users, demo
     "core.cli.toy",  # toy train | check
     "core.cli.bench",  # bench speed | cl | ...
+    "core.cli.export",  # export
 )
 
 
