@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.limits import AuthThrottle, auth_lockout, client_address
 from core.db.models import Role, User
 from core.db.session import write_transaction
 from core.db.users import authenticate, key_needs_touch, touch_key
@@ -83,13 +84,17 @@ def current_user(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
     session: Annotated[Session, Depends(get_session)],
+    throttle: Annotated[AuthThrottle, Depends(auth_lockout)],
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
 ) -> User:
-    """The user of the request's ``Authorization: Bearer <key>``: 401 without/with a bad key, 403 disabled."""
+    """The user of the request's ``Authorization: Bearer <key>``: 401 without/with a bad key, 403 disabled,
+    429 while the caller's address is locked out after failed keys (``api.limits.auth_lockout``)."""
     key = _bearer_key(request)
     found = authenticate(session, key=key, pepper=services.settings.pepper) if key else None
     session.commit()  # end the read transaction (nothing written; objects stay loaded)
     if found is None:
+        if key:
+            throttle.failed(client_address(request))
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail=UNAUTHORIZED,

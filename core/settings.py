@@ -111,6 +111,27 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="how often the SSE stream polls the DB for job progress"
     )
 
+    # Quotas and rate limits (docs/service.md, "Quotas and rate limits"): 429 with Retry-After.
+    quota_concepts_per_user: int = Field(
+        default=100, ge=1, description="concepts an account may have (failed and cancelled ones do not count)"
+    )
+    quota_unfinished_jobs_per_user: int = Field(
+        default=16, ge=1, description="queued or running jobs (trainings and generations) per user"
+    )
+    quota_images_per_window: int = Field(
+        default=256, ge=1, description="images a user may ask /v1/generate for per quota window"
+    )
+    quota_window_seconds: int = Field(default=3600, ge=1, description="the window of the images quota")
+    quota_retry_after_seconds: int = Field(
+        default=30, ge=1, description="Retry-After of the unfinished-jobs quota (jobs finish at their pace)"
+    )
+    auth_failures_per_address: int = Field(
+        default=20, ge=1, description="failed API-key attempts per client address before it is locked out"
+    )
+    auth_lockout_seconds: int = Field(
+        default=300, ge=1, description="the window failed attempts are counted in, and the longest lockout"
+    )
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +18,7 @@ from api.dashboard.auth import CsrfAdminDep, PageAdmin
 from api.dashboard.pages import system_status, users_context
 from api.dashboard.render import render
 from api.deps import Services, ServicesDep, not_found
+from api.limits import AuthThrottle, auth_throttle, client_address, refuse_locked_out
 from api.schemas import UserOut, UserWithKey
 from core.db.admin_sessions import close_session, open_session
 from core.db.models import Role, User
@@ -49,11 +50,13 @@ def login_page(request: Request) -> Response:
 def login(
     request: Request,
     services: ServicesDep,
+    throttle: Annotated[AuthThrottle, Depends(auth_throttle)],
     api_key: Annotated[str, Form(max_length=200)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     if not auth.tokens_match(request.cookies.get(auth.LOGIN_CSRF_COOKIE), csrf_token):
         return login_form(request, error="The form expired; please try again.", status_code=403)
+    refuse_locked_out(throttle, request)  # the same lockout as a bad Bearer key (api.limits)
     with write_transaction(services.session_factory) as session:
         found = (
             authenticate(session, key=api_key.strip(), pepper=services.settings.pepper) if api_key else None
@@ -65,6 +68,8 @@ def login(
             if user.role == Role.ADMIN.value and not user.disabled:
                 opened = open_session(session, user=user, ttl=auth.SESSION_TTL)
     if user is None:
+        if api_key:
+            throttle.failed(client_address(request))
         return login_form(request, error="That API key is not valid.", status_code=401)
     if user.role != Role.ADMIN.value or user.disabled:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=auth.FORBIDDEN)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import ServicesDep, SessionDep, UserDep, not_found
+from api.quotas import ConceptQuotaDep
 from api.schemas import ConceptCreated, ConceptList, ConceptOut, ErrorOut, JobOut
 from core.db.enqueue import ConceptExistsError, TrainRequest, create_train_job
 from core.db.models import Concept, Job, JobKind
@@ -74,6 +75,7 @@ def _validate_fields(
 )
 def create_concept(
     user: UserDep,
+    _quota: ConceptQuotaDep,
     session: SessionDep,
     services: ServicesDep,
     background: BackgroundTasks,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services, ServicesDep, UserDep, not_found
+from api.quotas import GenerateQuotaDep
 from api.schemas import ErrorOut, GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
 from core.db.enqueue import GenerateRequest, create_generate_job, ready_tokens
 from core.db.models import FINAL_JOB_STATES, GeneratedImage, Job, JobState
@@ -86,7 +87,9 @@ def _result(services: Services, *, job_id: str, generation_id: str) -> GenerateO
         return GenerateOut(job=JobOut.model_validate(job), generation_id=generation_id, images=images)
 
 
-async def _generate(body: GenerateIn, user: UserDep, services: ServicesDep) -> JSONResponse:
+async def _generate(
+    body: GenerateIn, user: UserDep, _quota: GenerateQuotaDep, services: ServicesDep
+) -> JSONResponse:
     try:
         generation_id, job_id = await run_in_threadpool(_enqueue, services, user_id=user.id, body=body)
     except GenerateRefused as refused:
