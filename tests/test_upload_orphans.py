@@ -3,9 +3,10 @@
 The API writes a concept's re-encoded images, then commits their rows. A SIGKILL between the two
 used to leave files under ``uploads/`` that no row names, which neither the orphan sweep nor
 ``DELETE /v1/me`` ever removed. Here a real ``mnemo api`` process is killed in that window: the
-test holds the database's write lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``LOCK TABLE jobs``)
-so the request blocks right before its commit, waits for the files to appear, and SIGKILLs the
-process group. The orphan sweep must then remove them once they are older than the grace period.
+test holds the database's write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``LOCK TABLE jobs IN
+EXCLUSIVE MODE``: reads, such as the quota counts, go on, the insert waits) so the request
+blocks right before its commit, waits for the files to appear, and SIGKILLs the process group.
+The orphan sweep must then remove them once they are older than the grace period.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def write_lock(factory: sa.orm.sessionmaker[sa.orm.Session]) -> Iterator[None]:
     """Hold the lock the API's upload commit needs, until the block ends."""
     with write_transaction(factory) as session:  # SQLite: BEGIN IMMEDIATE, the write lock
         if session.get_bind().dialect.name != "sqlite":
-            session.execute(sa.text("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"))
+            session.execute(sa.text("LOCK TABLE jobs IN EXCLUSIVE MODE"))
         yield
 
 
