@@ -173,9 +173,21 @@ def _wait_for_older_transactions(connection: Connection, *, xid: str) -> bool:
 
 
 def _vacuum_full(connection: Connection, *, table: str) -> bool:
+    """Rewrite ``table``; True when it got a new file (a role that does not own the table gets
+    only a warning from PostgreSQL, and the old file stays)."""
+    before = _filenode(connection, table=table)
     try:
         connection.exec_driver_sql(f'VACUUM (FULL) "{table}"')
     except OperationalError:  # lock_timeout: the table is busy; the next erasure compacts it
         log.warning("erasure: %s was not compacted (lock timeout)", table)
         return False
+    if _filenode(connection, table=table) == before:
+        log.warning("erasure: %s was not compacted (does this role own it?)", table)
+        return False
     return True
+
+
+def _filenode(connection: Connection, *, table: str) -> int:
+    return int(
+        connection.execute(text("SELECT pg_relation_filenode(CAST(:t AS regclass))"), {"t": table}).scalar()
+    )
