@@ -6,21 +6,20 @@ reads the database; all ML runs in the worker.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import dashboard
 from api.deps import Services
 from api.dispatch import outbox_dispatcher
+from api.errors import ErrorBoundaryMiddleware, install_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import adapters, admin, admin_read, concepts, docs, export, generate, health, images, jobs, me
@@ -28,7 +27,6 @@ from core.db.session import make_session_factory
 from core.settings import Settings
 from core.storage import make_store
 
-log = logging.getLogger("mnemo.api")
 STATIC_DIR = Path(__file__).with_name("static")
 BODY_OVERHEAD_BYTES = 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
@@ -36,8 +34,10 @@ MAX_JSON_BYTES = 1024 * 1024
 DESCRIPTION = """Mnemo teaches a text-to-image diffusion model your concepts one at a time
 (continual personalization with diffusion-classifier scores), without keeping your photos.
 
-Authenticate with `Authorization: Bearer <api key>`. Errors are JSON `{"detail": ...}`.
-An id that is not yours answers 404, exactly like a missing one."""
+Authenticate with `Authorization: Bearer <api key>`. Errors are JSON: `{"detail": "<message>"}`,
+or for invalid fields (422) `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`; every answer
+carries an `X-Request-ID` to quote when reporting a problem. An id that is not yours answers 404,
+exactly like a missing one."""
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], None] | None = None) -> FastAPI:
@@ -75,32 +75,16 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     max_upload = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload, max_other_bytes=MAX_JSON_BYTES)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    _install_error_handlers(app)
+    app.add_middleware(ErrorBoundaryMiddleware)  # outermost: it sees every answer and every error
+    install_handlers(app, page=_dashboard_page)
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        if dashboard.is_page(request) and error.status_code in (403, 404, 405):
-            return dashboard.error_page(request, status_code=error.status_code, detail=error.detail)
-        return JSONResponse(
-            status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        # Field errors without echoing the submitted values (they may be file bytes or prompts).
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in error.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": details})
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
-        log.error("unhandled %s", type(error).__name__)
-        return JSONResponse(status_code=500, content={"detail": "internal error"})
+def _dashboard_page(request: Request, error: StarletteHTTPException) -> Response | None:
+    """The HTML error page of a dashboard request, or None (answer JSON)."""
+    if dashboard.is_page(request) and error.status_code in (403, 404, 405):
+        return dashboard.error_page(request, status_code=error.status_code, detail=error.detail)
+    return None
 
 
 def __getattr__(name: str) -> Any:

@@ -48,7 +48,7 @@ def time_and_id(cursor: str | None) -> tuple[datetime, str] | None:
         parsed = datetime.fromisoformat(when)
     except (TypeError, ValueError):
         raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=INVALID) from None
-    if not isinstance(ident, str) or parsed.tzinfo is None:
+    if not isinstance(ident, str) or "\x00" in ident or parsed.tzinfo is None:  # PostgreSQL text has no NUL
         raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=INVALID)
     return parsed, ident
 

@@ -1,24 +1,69 @@
-"""Typed request and response bodies of the HTTP API (they drive the OpenAPI document at /docs)."""
+"""Typed request and response bodies of the HTTP API (they drive the OpenAPI document at /docs).
+
+Every request body derives from ``InputModel`` and every free-text field of one is ``Text``: the
+two are the one home of the input rules that the database needs (no NUL character, finite
+numbers, no unknown fields). Errors have two shapes: ``ErrorOut`` (a message) and
+``ValidationErrorOut`` (a list of field errors); ``api.contract`` declares which statuses answer
+which.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from core.db.users import USER_NAME
 
 JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ConceptStatusName = Literal["queued", "training", "ready", "failed", "cancelled"]
 
+NUL = "\x00"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+NUL_MESSAGE = "must not contain the NUL character (U+0000)"
+
+
+def refuse_nul(value: str) -> str:
+    """``value`` unchanged; ``ValueError`` when it holds a NUL (PostgreSQL text cannot store one)."""
+    if NUL in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+# Free text that reaches the database (prompts, names): any characters but NUL. The pattern
+# documents the rule in the OpenAPI document; the validator enforces it with a clear message.
+Text = Annotated[str, AfterValidator(refuse_nul), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})]
+
+
+class InputModel(BaseModel):
+    """A request body: unknown fields, NaN, ±Infinity and values of another JSON type (``true`` or
+    ``"1"`` for a number) are refused with 422, whatever the field."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
 
 class ErrorOut(BaseModel):
-    detail: Any = Field(description="what went wrong, in words (or a list of field errors)")
+    detail: str = Field(description="what went wrong, in words")
 
 
-class UnknownTokenOut(BaseModel):
-    detail: str
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: 'body', 'query', 'path' or 'header', then the field")
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[FieldError] = Field(description="one entry per invalid field (values are never echoed)")
+
+
+class UnknownTokenOut(ErrorOut):
     unknown_tokens: list[str]
     your_tokens: list[str]
+
+
+class InternalErrorOut(ErrorOut):
+    request_id: str = Field(description="quote it when reporting the error (it is in the server log)")
 
 
 class Progress(BaseModel):
@@ -72,11 +117,9 @@ class ConceptList(BaseModel):
     concepts: list[ConceptOut]
 
 
-class GenerateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(min_length=1, description="may use your tokens, e.g. 'a photo of <dog> on a beach'")
-    negative_prompt: str = ""
+class GenerateIn(InputModel):
+    prompt: Text = Field(min_length=1, description="may use your tokens, e.g. 'a photo of <dog> on a beach'")
+    negative_prompt: Text = ""
     n: int = Field(default=1, ge=1, description="number of images")
     steps: int | None = Field(default=None, ge=1, description="sampling steps (default from the server)")
     guidance_scale: float = Field(default=7.5, ge=0.0, le=50.0)
@@ -142,10 +185,9 @@ class UserList(BaseModel):
     users: list[UserOut]
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64)
+class UserCreate(InputModel):
+    # The grammar is documented here and checked by core.db.users (with its own message).
+    name: Text = Field(min_length=1, max_length=64, json_schema_extra={"pattern": f"^{USER_NAME.pattern}$"})
     role: Literal["user", "admin"] = "user"
 
 
@@ -155,9 +197,7 @@ class UserWithKey(BaseModel):
     key_prefix: str
 
 
-class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserUpdate(InputModel):
     disabled: bool
 
 

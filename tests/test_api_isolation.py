@@ -10,7 +10,7 @@ from core.db.models import Job
 
 
 def _strip(response) -> tuple[int, bytes, dict[str, str]]:  # type: ignore[no-untyped-def]
-    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("date",)}
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("date", "x-request-id")}
     return response.status_code, response.content, headers
 
 

@@ -46,7 +46,13 @@ def _begin_sqlite(connection: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; creates the parent folder of a SQLite file."""
+    """An engine for ``url``; creates the parent folder of a SQLite file.
+
+    SQL parameters are hidden from the engine's errors and logs (``hide_parameters``): they are
+    prompts, names and ids, and an error's message ends up in a log (docs/architecture.md,
+    "Uploads and privacy").
+    """
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
