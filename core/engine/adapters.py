@@ -20,6 +20,7 @@ from peft.tuners.vera import VeraModel
 from torch import nn
 
 from core.engine.config import EngineConfig
+from core.engine.precision import keep_fp32
 
 KV_TARGETS = r".*attn2\.(to_k|to_v)"
 AdapterState = dict[str, torch.Tensor]
@@ -46,7 +47,10 @@ def _peft_config(config: EngineConfig) -> LoraConfig | VeraConfig:
 
 
 def ensure_slot(unet: nn.Module, slot: str, *, config: EngineConfig) -> None:
-    """Inject adapter ``slot`` (LoRA or VeRA per ``config``) unless the UNet has it already."""
+    """Inject adapter ``slot`` (LoRA or VeRA per ``config``) unless the UNet has it already.
+
+    Its tensors are fp32 whatever the base's dtype (docs/gpu.md: master weights in fp32).
+    """
     if slot in _slots(unet):
         return
     with torch.random.fork_rng(devices=[]):
@@ -57,6 +61,7 @@ def ensure_slot(unet: nn.Module, slot: str, *, config: EngineConfig) -> None:
             inject_adapter_in_model(_peft_config(config), unet, adapter_name=slot)
     for name, param in unet.named_parameters():
         if f".{slot}." in name or name.endswith(f".{slot}"):
+            keep_fp32([param])
             param.requires_grad_(False)
 
 

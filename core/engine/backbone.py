@@ -9,7 +9,7 @@ Nothing here downloads: hub ids resolve only from a local cache.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from core.engine.errors import BackboneError
+from core.engine.memory import set_gradient_checkpointing
+from core.engine.precision import RuntimeOptions, cast_frozen, runtime_from_env
 from core.engine.tokenizer import VOCAB_SIZE, build_clip_tokenizer
 
 SD_PRIOR_PROMPT = "a photo of a person"
@@ -36,6 +38,8 @@ class Backbone:
     scheduler: DDPMScheduler
     resolution: int
     prior_prompt: str
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    """Precision, checkpointing and DC chunking this backbone runs with (``configure_runtime``)."""
 
     @property
     def device(self) -> torch.device:
@@ -143,15 +147,37 @@ def build_tiny_backbone(*, seed: int = 0, resolution: int = 16) -> Backbone:
     )
 
 
-def load_backbone(spec: str = "toy", *, device: str | torch.device = "cpu") -> Backbone:
-    """Load ``toy``, ``tiny`` or a diffusers SD folder / cached hub id, offline."""
+def load_backbone(
+    spec: str = "toy", *, device: str | torch.device = "cpu", runtime: RuntimeOptions | None = None
+) -> Backbone:
+    """Load ``toy``, ``tiny`` or a diffusers SD folder / cached hub id, offline.
+
+    ``runtime`` (default: ``MNEMO_PRECISION`` etc. from the environment, docs/gpu.md) sets the
+    base's dtype and the memory savers; on CPU the default is fp32, as every backbone was before.
+    """
+    runtime = runtime or runtime_from_env(device=device)
     if spec == "tiny":
-        return _to(build_tiny_backbone(), device)
-    if spec == "toy":
+        backbone = build_tiny_backbone()
+    elif spec == "toy":
         from core.engine.toy import WEIGHTS_DIR
 
-        return _to(_load_folder(Path(WEIGHTS_DIR), name="toy", prior_prompt=TOY_PRIOR_PROMPT), device)
-    return _to(_load_folder(Path(spec), name=spec, prior_prompt=SD_PRIOR_PROMPT), device)
+        backbone = _load_folder(Path(WEIGHTS_DIR), name="toy", prior_prompt=TOY_PRIOR_PROMPT)
+    else:
+        backbone = _load_folder(Path(spec), name=spec, prior_prompt=SD_PRIOR_PROMPT)
+    return configure_runtime(_to(backbone, device), runtime)
+
+
+def configure_runtime(backbone: Backbone, runtime: RuntimeOptions) -> Backbone:
+    """Store the frozen base in ``runtime.precision`` and switch gradient checkpointing (in place).
+
+    ``runtime.precision`` must be resolved (``core.engine.precision.resolve_precision``). The
+    trainable tensors stay fp32 (``core.engine.precision``); fp32 with checkpointing off is the
+    backbone exactly as loaded.
+    """
+    cast_frozen((backbone.text_encoder, backbone.unet, backbone.vae), runtime.precision)
+    set_gradient_checkpointing(backbone.unet, enabled=runtime.gradient_checkpointing)
+    backbone.runtime = runtime
+    return backbone
 
 
 def _load_folder(folder: Path, *, name: str, prior_prompt: str) -> Backbone:
@@ -164,14 +190,37 @@ def _load_folder(folder: Path, *, name: str, prior_prompt: str) -> Backbone:
         tokenizer = _load_tokenizer(folder, source)
     except (OSError, ValueError) as error:
         raise BackboneError(f"cannot load backbone {name!r} offline: {error}") from error
+    return from_components(
+        name=name,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder.float(),
+        unet=unet.float(),
+        vae=vae.float(),
+        scheduler=scheduler,
+        prior_prompt=prior_prompt,
+    )
+
+
+def from_components(
+    *,
+    name: str,
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    scheduler: DDPMScheduler,
+    prior_prompt: str = SD_PRIOR_PROMPT,
+) -> Backbone:
+    """A frozen backbone of components built in code (e.g. from published configs, bench/gpu.py),
+    at the resolution the UNet's ``sample_size`` and the VAE's downsampling give."""
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     return _frozen(
         Backbone(
             name=name,
             tokenizer=tokenizer,
-            text_encoder=text_encoder.float(),
-            unet=unet.float(),
-            vae=vae.float(),
+            text_encoder=text_encoder,
+            unet=unet,
+            vae=vae,
             scheduler=scheduler,
             resolution=int(unet.config.sample_size) * factor,
             prior_prompt=prior_prompt,

@@ -9,6 +9,7 @@ from PIL import Image, ImageOps
 
 from core.engine.backbone import Backbone
 from core.engine.errors import InvalidImagesError
+from core.engine.precision import autocast
 
 MIN_SIDE = 8
 
@@ -38,13 +39,18 @@ def to_pixels(images: Sequence[Image.Image], *, resolution: int, hflip: bool) ->
 
 @torch.no_grad()
 def encode_latents(backbone: Backbone, pixels: torch.Tensor) -> torch.Tensor:
-    """x0 = E(x) · scaling factor, the mean of the VAE posterior (as the Diffusion Classifier)."""
-    latents = backbone.vae.encode(pixels.to(backbone.device)).latent_dist.mean
-    return latents * backbone.vae_scaling
+    """x0 = E(x) · scaling factor, the mean of the VAE posterior (as the Diffusion Classifier).
+
+    Run once per task (``task._prepare``) and kept for it, in fp32 whatever the VAE's dtype.
+    """
+    with autocast(backbone.vae):
+        latents = backbone.vae.encode(pixels.to(backbone.device)).latent_dist.mean
+    return latents.float() * backbone.vae_scaling
 
 
 @torch.no_grad()
 def decode_images(backbone: Backbone, latents: torch.Tensor) -> list[Image.Image]:
-    pixels = backbone.vae.decode(latents / backbone.vae_scaling).sample
+    with autocast(backbone.vae):
+        pixels = backbone.vae.decode(latents / backbone.vae_scaling).sample.float()
     array = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(a) for a in array]

@@ -14,6 +14,7 @@ from core.engine.backbone import Backbone
 from core.engine.config import EngineConfig
 from core.engine.data import decode_images
 from core.engine.methods import get_method
+from core.engine.precision import autocast
 from core.engine.state import UserState
 from core.engine.tokens import check_tokens, encode_prompts
 
@@ -70,14 +71,16 @@ def sample_latents(
     """The DDIM reverse process with CFG: ε = ε_u + w (ε_c − ε_u)."""
     scheduler = DDIMScheduler.from_config(backbone.scheduler.config)
     scheduler.set_timesteps(steps, device=backbone.device)
-    cond = encode_prompts(backbone, [prompt, negative_prompt], state.token_embeddings)
+    with autocast(backbone.text_encoder):
+        cond = encode_prompts(backbone, [prompt, negative_prompt], state.token_embeddings)
     hidden = torch.cat([cond[1:2].expand(n, -1, -1), cond[0:1].expand(n, -1, -1)])
     generator = torch.Generator().manual_seed(seed)
     latents = torch.randn((n, *backbone.latent_shape), generator=generator).to(backbone.device)
     latents = latents * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         model_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        uncond, conditional = backbone.unet(model_in, t, hidden).sample.chunk(2)
+        with autocast(backbone.unet):
+            uncond, conditional = backbone.unet(model_in, t, hidden).sample.float().chunk(2)
         eps = uncond + guidance_scale * (conditional - uncond)
         latents = scheduler.step(eps, t, latents).prev_sample
     return latents

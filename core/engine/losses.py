@@ -14,6 +14,7 @@ from torch import nn
 
 from core.engine.adapters import lora_delta, lora_modules
 from core.engine.config import DcReduction
+from core.engine.memory import ConditionBatcher
 
 Tensors = Mapping[str, torch.Tensor]
 
@@ -31,17 +32,27 @@ def denoise_loss(eps_pred: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(eps_pred.float(), eps.float(), reduction="mean")
 
 
-def batched_eps(unet: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+def batched_eps(
+    unet: nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    cond: torch.Tensor,
+    *,
+    batcher: ConditionBatcher | None = None,
+) -> torch.Tensor:
     """ε_θ(x_t, c_i, t) for all k conditions in ONE UNet call (paper §3.1, "efficient DC").
 
     x_t: [B, C, H, W], t: [B], cond: [k, L, D] -> [B, k, C, H, W]. Every condition sees
-    the same (x_t, t), so the k errors of an image differ only by the condition.
+    the same (x_t, t), so the k errors of an image differ only by the condition. A ``batcher``
+    (``core.engine.memory``) may split the B·k rows into chunks when one call does not fit.
     """
     b, k = x_t.shape[0], cond.shape[0]
     sample = x_t.repeat_interleave(k, dim=0)
     timesteps = t.repeat_interleave(k, dim=0)
     hidden = cond.repeat(b, 1, 1)
-    return unet(sample, timesteps, hidden).sample.view(b, k, *x_t.shape[1:])
+    if batcher is None:
+        return unet(sample, timesteps, hidden).sample.view(b, k, *x_t.shape[1:])
+    return batcher.eps(unet, sample, timesteps, hidden).view(b, k, *x_t.shape[1:])
 
 
 def dc_errors(eps_pred: torch.Tensor, eps: torch.Tensor, *, reduction: DcReduction) -> torch.Tensor:

@@ -11,6 +11,10 @@ un-normalised, and F̄ (``fisher_mean``) is recorded with the state.
 
 Every random draw comes from one ``torch.Generator`` seeded by (config.seed, n), so a
 run resumed from a checkpoint gives the same result as an uninterrupted one on CPU.
+
+Forward passes run under the backbone's precision (``core.engine.precision``, docs/gpu.md):
+autocast in the base's dtype, fp32 trainable tensors and optimiser state, a loss scaler for fp16;
+with an fp32 base (the default on CPU) these are pass-throughs.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from core.engine.checkpoint import Checkpointer
 from core.engine.config import EngineConfig
 from core.engine.data import encode_latents, to_pixels
 from core.engine.errors import InvalidConceptError, NonFiniteError, TaskCancelled
+from core.engine.memory import ConditionBatcher
 from core.engine.methods import DEFAULT_METHOD, Method, get_method
+from core.engine.precision import autocast, grad_scaler, scaled_grads
 from core.engine.prior import prior_latents
 from core.engine.state import ConceptRecord, UserState
 from core.engine.tokens import encode_prompts, initial_embedding, token_for, tokenize
@@ -130,6 +136,7 @@ class _TaskRun:
         self.prior_cache_dir, self.progress, self.should_stop = prior_cache_dir, progress, should_stop
         self.n = state.n_tasks + 1
         self.unet = backbone.unet
+        self.batcher = ConditionBatcher(chunk=backbone.runtime.dc_chunk)
         self.rng = torch.Generator().manual_seed(config.seed * 100_003 + self.n)
         self.ckpt = Checkpointer(checkpoint_dir, fingerprint=self._fingerprint())
         self.done: dict[str, dict[str, torch.Tensor]] = {}
@@ -215,17 +222,17 @@ class _TaskRun:
         prior_cond = self._encode([self.backbone.prior_prompt], {})
         occupied = self.occupied
         fisher = self._normalised_fisher()
+        scaler = grad_scaler(self.unet)
 
         def step(_: int) -> float:
             total = 0.0
             for _ in range(self.config.grad_accum):
-                loss = self._train_loss(token_row, adapter, prior_cond, occupied, fisher)
+                with autocast(self.unet):
+                    loss = self._train_loss(token_row, adapter, prior_cond, occupied, fisher)
                 loss = loss / self.config.grad_accum
-                loss.backward()
+                scaler.scale(loss).backward()
                 total += loss.item()
-            torch.nn.utils.clip_grad_norm_(list(params.values()), MAX_GRAD_NORM)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            _clipped_step(optimizer, list(params.values()), scaler=scaler)
             return total
 
         self._loop("train", self.config.train_steps, step, params=params, optimizer=optimizer)
@@ -269,6 +276,7 @@ class _TaskRun:
         optimizer = torch.optim.AdamW(list(student.values()), lr=self.config.lora_lr, weight_decay=1e-2)
         embeds = self._concept_embeddings()
         b = self.config.batch_size
+        scaler = grad_scaler(self.unet)
 
         def step(_: int) -> float:
             x0 = self._pick(self.latents, b)
@@ -280,7 +288,8 @@ class _TaskRun:
             new_lp, new_eps = self._teacher("teacher", x_t, t, cond, target)
             old_lp, old_eps = self._teacher("old", x_t, t, cond, target)
             self._activate_trainable("student", student)
-            eps_s = L.batched_eps(self.unet, x_t, t, cond)
+            with autocast(self.unet):
+                eps_s = L.batched_eps(self.unet, x_t, t, cond, batcher=self.batcher)
             student_lp = L.dc_log_probs(
                 L.dc_errors(eps_s, target, reduction=self.config.dc_reduction), tau=self.config.dc_tau
             )
@@ -295,10 +304,8 @@ class _TaskRun:
                 gamma=self.config.dsc_gamma,
                 lam=self.config.dsc_lambda,
             )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(student.values()), MAX_GRAD_NORM)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            _clipped_step(optimizer, list(student.values()), scaler=scaler)
             return loss.item()
 
         self._loop("dsc", self.config.consolidation_steps, step, params=student, optimizer=optimizer)
@@ -313,6 +320,7 @@ class _TaskRun:
         accum = {k: torch.zeros_like(p) for k, p in params.items()}
         if self.resume is not None and self.resume.get("phase") == "fisher":
             accum = self.resume["accum"]
+        scaler = grad_scaler(self.unet)
 
         def step(_: int) -> float:
             x0 = self._pick(self.latents, 1)
@@ -324,8 +332,8 @@ class _TaskRun:
             else:
                 tokens = [self.token]
             cond = torch.cat([embeds[tok] for tok in tokens])
-            with self._kv(params):
-                eps = L.batched_eps(self.unet, x_t, t, cond)
+            with self._kv(params), autocast(self.unet):
+                eps = L.batched_eps(self.unet, x_t, t, cond, batcher=self.batcher)
             index = tokens.index(self.token)
             objective = L.denoise_loss(eps[:, index], target)
             if self.spec.ewc == "dc":
@@ -335,7 +343,7 @@ class _TaskRun:
                 objective = L.ewc_dc_objective(
                     objective, log_probs, target=index, delta=self.config.ewc_delta
                 )
-            grads = torch.autograd.grad(objective, list(params.values()), allow_unused=True)
+            grads = scaled_grads(objective, list(params.values()), scaler=scaler)
             for key, grad in zip(params, grads, strict=True):
                 if grad is not None:
                     accum[key] += grad.detach() ** 2
@@ -456,7 +464,7 @@ class _TaskRun:
         self, prompts: list[str], table: dict[str, torch.Tensor], *, from_token: bool = False
     ) -> list[torch.Tensor]:
         ids, slots = tokenize(self.backbone, prompts, list(table))
-        hidden = self._encode(prompts, table)
+        hidden = self._encode(prompts, table).float()
         starts = [s[0][0] if (from_token and s) else 0 for s in slots]
         return CD.prompt_rows(hidden, ids, eos_id=self.backbone.tokenizer.eos_token_id, starts=starts)
 
@@ -473,7 +481,8 @@ class _TaskRun:
 
     def _kv_params(self, start: AdapterState) -> dict[str, nn.Parameter]:
         activate(self.unet, [])
-        return {k: nn.Parameter(v.detach().clone().to(self.backbone.device)) for k, v in start.items()}
+        device = self.backbone.device
+        return {k: nn.Parameter(v.detach().clone().to(device, torch.float32)) for k, v in start.items()}
 
     def _kv(self, adapter: dict[str, torch.Tensor]):
         deltas = [adapter] if self.spec.adapter == "kv" else []
@@ -482,7 +491,8 @@ class _TaskRun:
     @torch.no_grad()
     def _teacher(self, slot: str, x_t, t, cond, target) -> tuple[torch.Tensor, torch.Tensor]:
         activate(self.unet, [slot])
-        eps = L.batched_eps(self.unet, x_t, t, cond)
+        with autocast(self.unet):
+            eps = L.batched_eps(self.unet, x_t, t, cond, batcher=self.batcher)
         errors = L.dc_errors(eps, target, reduction=self.config.dc_reduction)
         return L.dc_log_probs(errors, tau=self.config.teacher_tau), eps
 
@@ -496,7 +506,8 @@ class _TaskRun:
         return {key: encoded[i : i + 1] for i, key in enumerate(prompts)}
 
     def _encode(self, prompts: list[str], table: dict[str, torch.Tensor]) -> torch.Tensor:
-        return encode_prompts(self.backbone, prompts, table)
+        with autocast(self.backbone.text_encoder):
+            return encode_prompts(self.backbone, prompts, table)
 
     def _pick(self, pool: torch.Tensor, count: int) -> torch.Tensor:
         return pool[torch.randint(pool.shape[0], (count,), generator=self.rng)]
@@ -523,6 +534,18 @@ class _TaskRun:
             "backbone": self.backbone.name,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _clipped_step(
+    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], *, scaler: torch.amp.GradScaler
+) -> None:
+    """Clip the gradient norm to ``MAX_GRAD_NORM`` and step (docs/gpu.md: with fp16 the scaler
+    unscales first and skips a step whose gradients overflowed; disabled, it is a plain step)."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _raw_kv(adapter: AdapterState) -> AdapterState:

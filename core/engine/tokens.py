@@ -41,15 +41,19 @@ def check_tokens(prompt: str, known: Sequence[str]) -> None:
 
 
 def initial_embedding(backbone: Backbone, class_word: str | None) -> torch.Tensor:
-    """The new row's start: the class word's embedding if it is one token, else a rare token's."""
+    """The new row's start: the class word's embedding if it is one token, else a rare token's.
+
+    Always fp32: the row trains, whatever dtype the frozen text encoder is stored in (docs/gpu.md).
+    """
     table = backbone.text_encoder.get_input_embeddings().weight
     for word in (class_word, RARE_INIT_WORD):
         if not word:
             continue
         ids = backbone.tokenizer(word, add_special_tokens=False).input_ids
         if len(ids) == 1:
-            return table[ids[0]].detach().clone()
-    return table[backbone.tokenizer(RARE_INIT_WORD, add_special_tokens=False).input_ids[0]].detach().clone()
+            return table[ids[0]].detach().clone().float()
+    rare = backbone.tokenizer(RARE_INIT_WORD, add_special_tokens=False).input_ids[0]
+    return table[rare].detach().clone().float()
 
 
 def tokenize(
