@@ -11,6 +11,7 @@ import importlib
 
 BENCHMARKS = {
     "speed": ("bench.speed", "seconds per iteration of each phase and the cost ratios"),
+    "gpu": ("bench.gpu", "one task per consolidated method on SD v1.4-size random weights: s/it, memory"),
     "cl": ("bench.cl", "continual-learning table of the paper (A_MMD, BwT_MMD, ...) per method"),
     "sanity": ("bench.sanity", "paper sanity checks: Fisher with/without DC, DC accuracy"),
     "calibrate": ("bench.calibrate", "DC temperature τ of a backbone preset (teacher top-1 ≈ 0.8), recorded"),

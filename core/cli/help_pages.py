@@ -106,6 +106,14 @@ PAGES: dict[tuple[str, ...], Page] = {
         "Seconds per iteration of each training phase and the cost ratios DC-phase / train.",
         (("mnemo bench speed --backbone toy", "on the shipped toy, CPU"),),
     ),
+    ("bench", "gpu"): (
+        "Seconds per iteration, DC-phase / train ratios and peak GPU memory of one task of each\n"
+        "consolidated method on SD v1.4's architecture with random weights (bench/README.md).",
+        (
+            ("mnemo bench gpu --device cuda", "on a GPU machine, under 8 minutes"),
+            ("mnemo bench gpu --cpu-smoke --out /tmp/gpu.json", "the tiny config on CPU, seconds"),
+        ),
+    ),
     ("bench", "cl"): (
         "The paper's continual-learning table (A_MMD, BwT_MMD, ...) with recognition and paired\n"
         "bootstrap intervals against sequential LoRA; runs are cached in --out (bench/README.md).",
