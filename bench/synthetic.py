@@ -36,19 +36,24 @@ def synthetic_history(backbone: Backbone, *, config: EngineConfig, method: str, 
     for n in range(1, n_tasks + 1):
         if spec.adapter == "lora":
             adapter = fresh_state(backbone.unet, config=config, seed=n)
-            adapter = {k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in adapter.items()}
+            adapter = {k: v + 1e-3 * _randn(v, generator) for k, v in adapter.items()}
         elif spec.adapter == "kv":
             adapter = zero_kv_delta(backbone.unet)
         else:
             adapter = {}
-        fisher = {k: torch.rand(v.shape, generator=generator) * 1e-6 for k, v in adapter.items()}
+        fisher = {k: torch.rand(v.shape, generator=generator).to(v.device) * 1e-6 for k, v in adapter.items()}
         state = state.with_task(
             concept=ConceptRecord(
                 name=f"past{n}", token=f"<past{n}>", class_word=None, task_index=n, method=method
             ),
-            token_embedding=base_row + 0.01 * torch.randn(base_row.shape, generator=generator),
+            token_embedding=base_row + 0.01 * _randn(base_row, generator),
             adapter=adapter,
             fisher=fisher if spec.ewc != "none" else None,
             adapter_type=config.adapter_type,
         )
     return state
+
+
+def _randn(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Noise of ``like``'s shape from the CPU ``generator``, on ``like``'s device (a GPU run)."""
+    return torch.randn(like.shape, generator=generator).to(like.device)
