@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import dashboard
+from api import contract, dashboard
 from api.deps import Services
 from api.dispatch import outbox_dispatcher
 from api.errors import ErrorBoundaryMiddleware, install_handlers
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     app.state.metrics = ApiMetrics(session_factory)
 
     for module in (concepts, jobs, generate, images, adapters, export, me, admin, admin_read, health, docs):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=contract.router_responses(module.router))
     dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

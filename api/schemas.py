@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.db.users import USER_NAME
 
@@ -34,6 +34,15 @@ def refuse_nul(value: str) -> str:
 # Free text that reaches the database (prompts, names): any characters but NUL. The pattern
 # documents the rule in the OpenAPI document; the validator enforces it with a clear message.
 Text = Annotated[str, AfterValidator(refuse_nul), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})]
+
+
+def _integral(value: Any) -> Any:
+    """``2.0`` as ``2``: JSON Schema's ``integer`` is any number without a fraction."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field of a request body: 2 or 2.0, never 2.5, "2" or true (InputModel is strict).
+Integer = Annotated[int, BeforeValidator(_integral)]
 
 
 class InputModel(BaseModel):
@@ -120,10 +129,10 @@ class ConceptList(BaseModel):
 class GenerateIn(InputModel):
     prompt: Text = Field(min_length=1, description="may use your tokens, e.g. 'a photo of <dog> on a beach'")
     negative_prompt: Text = ""
-    n: int = Field(default=1, ge=1, description="number of images")
-    steps: int | None = Field(default=None, ge=1, description="sampling steps (default from the server)")
+    n: Integer = Field(default=1, ge=1, description="number of images")
+    steps: Integer | None = Field(default=None, ge=1, description="sampling steps (default from the server)")
     guidance_scale: float = Field(default=7.5, ge=0.0, le=50.0)
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: Integer = Field(default=0, ge=0, le=2**32 - 1)
     wait: float = Field(
         default=0.0, ge=0.0, description="seconds to wait for the result before answering 202"
     )

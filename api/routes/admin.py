@@ -6,16 +6,18 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api import admin_views
+from api import admin_views, contract
 from api.admin_schemas import UserPage
 from api.deps import AdminDep, ServicesDep, SessionDep, not_found
 from api.pagination import Cursor, Limit
-from api.schemas import ErrorOut, UserCreate, UserOut, UserUpdate, UserWithKey
+from api.schemas import UserCreate, UserOut, UserUpdate, UserWithKey
 from core.db.models import ApiKey, User
 from core.db.session import write_transaction
 from core.db.users import UserError, UserExistsError, create_user, rotate_key, set_disabled
 
-router = APIRouter(prefix="/v1/admin/users", tags=["admin"], responses={403: {"model": ErrorOut}})
+router = APIRouter(prefix="/v1/admin/users", tags=["admin"])
+EXISTS = {409: contract.error("a user with this name exists")}
+SELF = {409: contract.error("you cannot disable your own account")}
 DEFAULT_PAGE = 100
 
 
@@ -26,7 +28,13 @@ def user_out(session: Session, user: User) -> UserOut:
     return UserOut.model_validate(user).model_copy(update={"active_keys": int(keys or 0)})
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserWithKey, summary="Create a user")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserWithKey,
+    responses={**contract.BODY, **EXISTS},
+    summary="Create a user",
+)
 def create(body: UserCreate, admin: AdminDep, services: ServicesDep) -> UserWithKey:
     try:
         with write_transaction(services.session_factory) as session:
@@ -44,7 +52,12 @@ def create(body: UserCreate, admin: AdminDep, services: ServicesDep) -> UserWith
     return UserWithKey(user=out, api_key=issued.key, key_prefix=issued.prefix)
 
 
-@router.get("", response_model=UserPage, summary="Users with their totals, in creation order (paginated)")
+@router.get(
+    "",
+    response_model=UserPage,
+    responses=contract.PAGE,
+    summary="Users with their totals, in creation order (paginated)",
+)
 def list_all(
     admin: AdminDep,
     session: SessionDep,
@@ -61,7 +74,7 @@ def _user(session: Session, user_id: str) -> User:
     return user
 
 
-@router.patch("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
+@router.patch("/{user_id}", response_model=UserOut, responses={**contract.NOT_FOUND, **contract.BODY, **SELF})
 def update(user_id: str, body: UserUpdate, admin: AdminDep, services: ServicesDep) -> UserOut:
     if user_id == admin.id and body.disabled:
         raise HTTPException(
@@ -73,12 +86,12 @@ def update(user_id: str, body: UserUpdate, admin: AdminDep, services: ServicesDe
         return user_out(session, user)
 
 
-@router.post("/{user_id}/disable", response_model=UserOut, responses={404: {"model": ErrorOut}})
+@router.post("/{user_id}/disable", response_model=UserOut, responses={**contract.NOT_FOUND, **SELF})
 def disable(user_id: str, admin: AdminDep, services: ServicesDep) -> UserOut:
     return update(user_id, UserUpdate(disabled=True), admin, services)
 
 
-@router.post("/{user_id}/enable", response_model=UserOut, responses={404: {"model": ErrorOut}})
+@router.post("/{user_id}/enable", response_model=UserOut, responses=contract.NOT_FOUND)
 def enable(user_id: str, admin: AdminDep, services: ServicesDep) -> UserOut:
     return update(user_id, UserUpdate(disabled=False), admin, services)
 
@@ -86,7 +99,7 @@ def enable(user_id: str, admin: AdminDep, services: ServicesDep) -> UserOut:
 @router.post(
     "/{user_id}/rotate",
     response_model=UserWithKey,
-    responses={404: {"model": ErrorOut}},
+    responses=contract.NOT_FOUND,
     summary="Issue a new key and revoke the old ones",
 )
 def rotate(user_id: str, admin: AdminDep, services: ServicesDep) -> UserWithKey:

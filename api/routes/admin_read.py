@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api import admin_views
+from api import admin_views, contract
 from api.admin_schemas import (
     ActiveJobPage,
     AdminLineage,
@@ -30,12 +30,11 @@ from api.admin_schemas import (
 from api.deps import AdminDep, Services, ServicesDep, SessionDep, not_found
 from api.pagination import Cursor, Limit
 from api.routes.health import check_broker, check_database
-from api.schemas import ErrorOut
 from core.db import admin as queries
 from core.db.models import User
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], responses={403: {"model": ErrorOut}})
-NOT_FOUND = {404: {"model": ErrorOut}}
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+NOT_FOUND = contract.NOT_FOUND
 DEFAULT_PAGE = 50
 
 
@@ -67,7 +66,7 @@ def _audited(
 @router.get(
     "/users/{user_id}/tasks",
     response_model=TaskPage,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **contract.PAGE},
     summary="One user's task history, newest first (paginated; audit-logged)",
 )
 def user_tasks(
@@ -140,7 +139,10 @@ def get_image(image_id: str, admin: AdminDep, services: ServicesDep) -> Response
 
 
 @router.get(
-    "/jobs", response_model=ActiveJobPage, summary="Running and queued jobs of every user (paginated)"
+    "/jobs",
+    response_model=ActiveJobPage,
+    responses=contract.PAGE,
+    summary="Running and queued jobs of every user (paginated)",
 )
 def active_jobs(
     admin: AdminDep, session: SessionDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None

@@ -10,26 +10,29 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api import contract
 from api.deps import ServicesDep, SessionDep, UserDep, not_found
 from api.quotas import ConceptQuotaDep
-from api.schemas import ConceptCreated, ConceptList, ConceptOut, ErrorOut, JobOut
+from api.schemas import ConceptCreated, ConceptList, ConceptOut, JobOut
 from core.db.enqueue import ConceptExistsError, TrainRequest, create_train_job
 from core.db.models import Concept, Job, JobKind
 from core.db.session import write_transaction
 from core.storage import StoredFile
 from core.uploads import UploadError, validate_images
-from core.vocabulary import DEFAULT_METHOD, METHOD_NAMES, NAME_RULE, is_concept_name
+from core.vocabulary import CONCEPT_NAME, DEFAULT_METHOD, METHOD_NAMES, NAME_RULE, is_concept_name
 
 router = APIRouter(prefix="/v1/concepts", tags=["concepts"])
 CLASS_WORD = re.compile(r"^[A-Za-z][A-Za-z '-]{0,63}$")
+# The grammars, documented in the OpenAPI document; _validate_fields checks them with its messages.
+NAME_SCHEMA = {"pattern": f"^{CONCEPT_NAME.pattern}$"}
+CLASS_WORD_SCHEMA = {"pattern": CLASS_WORD.pattern}
 
-UPLOAD_ERRORS = {
-    400: {"model": ErrorOut, "description": "malformed request"},
-    409: {"model": ErrorOut, "description": "a concept with this name exists"},
-    413: {"model": ErrorOut, "description": "a file, the image or the request is too large"},
-    415: {"model": ErrorOut, "description": "a file is not a JPEG, PNG or WebP image"},
-    422: {"model": ErrorOut, "description": "invalid field or corrupt image"},
-}
+UPLOAD_ERRORS: contract.Responses = {
+    **contract.BODY,
+    409: contract.error("a concept with this name exists"),
+    413: contract.error("a file, the image or the request is too large"),
+    415: contract.error("a file is not a JPEG, PNG or WebP image"),
+}  # 422 (a refused field or a corrupt image, too) is contract.COMMON's
 
 
 def concepts_out(session: Session, concepts: list[Concept]) -> list[ConceptOut]:
@@ -79,9 +82,13 @@ def create_concept(
     session: SessionDep,
     services: ServicesDep,
     background: BackgroundTasks,
-    name: Annotated[str, Form(description="a slug; the concept's token is <name>")],
+    name: Annotated[
+        str, Form(description="a slug; the concept's token is <name>", json_schema_extra=NAME_SCHEMA)
+    ],
     images: Annotated[list[UploadFile], File(description="JPEG, PNG or WebP; repeat the field per file")],
-    class_word: Annotated[str | None, Form(description="e.g. 'dog'; initialises the token")] = None,
+    class_word: Annotated[
+        str | None, Form(description="e.g. 'dog'; initialises the token", json_schema_extra=CLASS_WORD_SCHEMA)
+    ] = None,
     method: Annotated[str | None, Form(description=f"default {DEFAULT_METHOD}")] = None,
     steps: Annotated[int | None, Form(description="training steps (default from the engine preset)")] = None,
 ) -> ConceptCreated:
@@ -143,7 +150,7 @@ def list_concepts(user: UserDep, session: SessionDep) -> ConceptList:
     return ConceptList(concepts=concepts_out(session, list(concepts)))
 
 
-@router.get("/{concept_id}", response_model=ConceptOut, responses={404: {"model": ErrorOut}})
+@router.get("/{concept_id}", response_model=ConceptOut, responses=contract.NOT_FOUND)
 def get_concept(concept_id: str, user: UserDep, session: SessionDep) -> ConceptOut:
     concept = session.scalar(select(Concept).where(Concept.id == concept_id, Concept.user_id == user.id))
     if concept is None:

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import contract
 from api.deps import Services, ServicesDep, UserDep, not_found
 from api.quotas import GenerateQuotaDep
-from api.schemas import ErrorOut, GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
+from api.schemas import GenerateIn, GenerateOut, ImageRef, JobOut, UnknownTokenOut
 from core.db.enqueue import GenerateRequest, create_generate_job, ready_tokens
 from core.db.models import FINAL_JOB_STATES, GeneratedImage, Job, JobState
 from core.db.session import write_transaction
@@ -106,11 +107,12 @@ async def _generate(
     return JSONResponse(status_code=code, content=out.model_dump(mode="json"))
 
 
-RESPONSES: dict[int | str, dict[str, object]] = {
+RESPONSES: contract.Responses = {
     200: {"model": GenerateOut, "description": "finished within `wait` seconds"},
     202: {"model": GenerateOut, "description": "queued (poll GET /v1/jobs/{id})"},
-    422: {"model": UnknownTokenOut, "description": "unknown <token> in the prompt, or invalid fields"},
-    401: {"model": ErrorOut},
+    **contract.BODY,
+    404: contract.error("the account was erased while the request waited"),
+    422: contract.GENERATE_INVALID,
 }
 
 router.add_api_route(

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from api import contract
 from api.deps import ServicesDep, SessionDep, UserDep, not_found
-from api.schemas import ErrorOut
 from core.db.models import GeneratedImage
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/images", tags=["images"])
 @router.get(
     "/{image_id}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
+    responses={200: {"content": {"image/png": {}}}, **contract.NOT_FOUND},
     summary="A generated image (PNG)",
 )
 def get_image(image_id: str, user: UserDep, session: SessionDep, services: ServicesDep) -> Response:

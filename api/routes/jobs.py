@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import contract
 from api.deps import Services, ServicesDep, SessionDep, UserDep, not_found
-from api.schemas import ErrorOut, JobOut
+from api.schemas import JobOut
 from core.db.cleanup import delete_raw_uploads
 from core.db.jobs import request_cancel
 from core.db.models import Job, JobKind, JobState
@@ -31,7 +32,7 @@ def owned_job(session: Session, *, job_id: str, user_id: str) -> Job:
     return job
 
 
-@router.get("/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
+@router.get("/{job_id}", response_model=JobOut, responses=contract.NOT_FOUND)
 def get_job(job_id: str, user: UserDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(owned_job(session, job_id=job_id, user_id=user.id))
 
@@ -39,7 +40,7 @@ def get_job(job_id: str, user: UserDep, session: SessionDep) -> JobOut:
 @router.post(
     "/{job_id}/cancel",
     response_model=JobOut,
-    responses={404: {"model": ErrorOut}},
+    responses=contract.NOT_FOUND,
     summary="Cancel a queued job, or ask a running one to stop at the next step",
 )
 def cancel(job_id: str, user: UserDep, session: SessionDep, services: ServicesDep) -> JobOut:
@@ -62,7 +63,7 @@ def _job_snapshot(services: Services, *, job_id: str, user_id: str) -> dict[str,
     "/{job_id}/events",
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "events `job` (JobOut JSON), then `end`"},
-        404: {"model": ErrorOut},
+        **contract.NOT_FOUND,
     },
     summary="Server-sent events: the job's state and progress until it is final",
 )
