@@ -12,8 +12,9 @@ Then ``--n-eval`` generations of "a photo of <concept>" and of the base model's 
   feature space, against the concept's own images.
 
 Personalization works when ``<concept>`` is recognised far more often than the class word.
-``--lora-lr``, ``--token-lr`` and ``--steps`` take comma-separated lists: every combination is
-run (a schedule sweep; pick it on ``--concepts tuning``, never on the evaluation set).
+The schedule knobs (``GRID``: ``--steps``, ``--lora-lr``, ``--token-lr``, ``--batch-size``,
+``--lora-rank``, ``--prior-weight``) take comma-separated lists: every combination is run (a
+schedule sweep; pick it on ``--concepts tuning``, never on the evaluation set).
 Reports the seconds per task (the shared prior set c0 is generated once beforehand and timed
 separately, as the service caches it per backbone). Writes ``personalization.json`` and a
 grid (rows per concept: real images, base class-word images, <concept> images, of the first
@@ -39,6 +40,17 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
+# The schedule knobs a sweep may vary: (flag, EngineConfig field, parser of the list, help).
+GRID: tuple[tuple[str, str, Any, str], ...] = (
+    ("--steps", "train_steps", _ints, "training steps per task, e.g. 120,240"),
+    ("--lora-lr", "lora_lr", _floats, "LoRA learning rates, e.g. 1e-3,3e-3"),
+    ("--token-lr", "token_lr", _floats, "new-token learning rates, e.g. 1e-2"),
+    ("--batch-size", "batch_size", _ints, "concept images per step, e.g. 2,8"),
+    ("--lora-rank", "lora_rank", _ints, "LoRA rank, e.g. 4,16"),
+    ("--prior-weight", "prior_weight", _floats, "weight of the prior (c0) loss, e.g. 0,1"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="toy", help="toy | tiny | a local diffusers SD folder")
     parser.add_argument(
@@ -50,9 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated bundled concept names, 'all' (evaluation set + photos), 'drawn' or 'tuning'",
     )
     parser.add_argument("--method", default=None, help="continual method (default: the engine's default)")
-    parser.add_argument("--steps", type=_ints, default=(), help="training steps per task, e.g. 120,240")
-    parser.add_argument("--lora-lr", type=_floats, default=(), help="LoRA learning rates, e.g. 1e-3,3e-3")
-    parser.add_argument("--token-lr", type=_floats, default=(), help="new-token learning rates, e.g. 1e-2")
+    for flag, field, parse, text in GRID:
+        parser.add_argument(flag, dest=field, type=parse, default=(), help=text)
     parser.add_argument("--n-eval", type=int, default=24, help="generated images per prompt")
     parser.add_argument("--gen-steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.5)
@@ -79,13 +90,22 @@ def select_concepts(spec: str) -> list:
 
 
 def settings(args: argparse.Namespace, base) -> list:
-    """Every (steps, LoRA lr, token lr) combination asked for, as engine configs."""
-    grid = itertools.product(args.steps or (None,), args.lora_lr or (None,), args.token_lr or (None,))
+    """Every combination of the ``GRID`` values asked for, as engine configs (unset: the preset's)."""
+    fields = [field for _, field, _, _ in GRID]
     configs = []
-    for steps, lora_lr, token_lr in grid:
-        overrides = {"train_steps": steps, "lora_lr": lora_lr, "token_lr": token_lr}
-        configs.append(base.with_(seed=args.seed, **{k: v for k, v in overrides.items() if v is not None}))
+    for values in itertools.product(*(getattr(args, field) or (None,) for field in fields)):
+        overrides = {k: v for k, v in zip(fields, values, strict=True) if v is not None}
+        configs.append(base.with_(seed=args.seed, **overrides))
     return configs
+
+
+def _knobs(config) -> dict[str, Any]:
+    """The ``GRID`` fields of ``config``, by name."""
+    return {field: getattr(config, field) for _, field, _, _ in GRID}
+
+
+def _describe(config) -> str:
+    return " ".join(f"{flag.lstrip('-')} {getattr(config, field):g}" for flag, field, _, _ in GRID)
 
 
 def evaluate_concept(*, concept, config, method: str, sample, extractor, prior_dir: Path, backbone, k: int):
@@ -130,9 +150,7 @@ def evaluate_concept(*, concept, config, method: str, sample, extractor, prior_d
 def _setting_summary(config, rows: list[dict[str, Any]]) -> dict[str, Any]:
     judged = [r for r in rows if "recognition_concept_prompt" in r]
     summary: dict[str, Any] = {
-        "train_steps": config.train_steps,
-        "lora_lr": config.lora_lr,
-        "token_lr": config.token_lr,
+        **_knobs(config),
         "mean_task_seconds": round(sum(r["task_seconds"] for r in rows) / len(rows), 2),
         "concepts_closer_mmd": sum(r["mmd_concept_prompt"] < r["mmd_base_class_word"] for r in rows),
         "concepts": rows,
@@ -235,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for result in results:
             print(
-                f"steps {result['train_steps']} lora {result['lora_lr']:g} token {result['token_lr']:g}: "
+                " ".join(f"{flag.lstrip('-')} {result[field]:g}" for flag, field, _, _ in GRID) + ": "
                 f"recognised {result.get('mean_recognition_concept_prompt', float('nan')):.1%} "
                 f"(class word {result.get('mean_recognition_base_class_word', float('nan')):.1%}), "
                 f"{result['mean_task_seconds']:.1f} s per task"
@@ -246,7 +264,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _argv(args: argparse.Namespace) -> list[str]:
     parts = [f"--concepts {args.concepts}", f"--n-eval {args.n_eval}", f"--seed {args.seed}"]
-    for flag, values in (("--steps", args.steps), ("--lora-lr", args.lora_lr), ("--token-lr", args.token_lr)):
+    if args.method:
+        parts.append(f"--method {args.method}")
+    if args.guidance != 7.5:
+        parts.append(f"--guidance {args.guidance:g}")
+    for flag, field, _, _ in GRID:
+        values = getattr(args, field)
         if values:
             parts.append(f"{flag} {','.join(f'{v:g}' for v in values)}")
     return parts
@@ -258,8 +281,7 @@ def _print_row(row: dict[str, Any], *, done: int, total: int, config) -> None:
     base = row.get("recognition_base_class_word", {}).get("recognised")
     judged = f"recognised {recognised:.0%} (class word {base:.0%})  " if recognised is not None else ""
     print(
-        f"[{done}/{total}] lora {config.lora_lr:g} token {config.token_lr:g} steps {config.train_steps}  "
-        f"{row['concept']:20s} {judged}task {row['task_seconds']:.1f}s",
+        f"[{done}/{total}] {_describe(config)}  {row['concept']:20s} {judged}task {row['task_seconds']:.1f}s",
         file=sys.stderr,
         flush=True,
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every committed result on the shipped toy backbone, regenerated stage by stage (docs: bench/README.md).
-#   bench/toy_results.sh train | ship RUN=<folder> | check | schedule [ROUND= LORA_LRS= TOKEN_LRS= STEPS=] | personalization | calibrate | sweep | cl | demo | all
+#   bench/toy_results.sh train | ship RUN=<folder> | check | schedule [ROUND= LORA_LRS= TOKEN_LRS= STEPS= SCHEDULE_FLAGS=] | personalization | calibrate | sweep | cl | demo | all
 # Each stage writes into bench/results/ (or docs/images/ for the demo) as it goes; run them in this
 # order after retraining the toy: `schedule` chooses the preset's rates (on the tuning concepts),
 # `calibrate` records τ, `sweep` tunes λ/τ (copy its best into core/engine/config.py), then the
@@ -37,7 +37,7 @@ stage_check() {
 stage_schedule() {  # the toy preset's LoRA/token rates: a grid on the tuning concepts only
   $MNEMO bench personalization --concepts tuning --n-eval 12 --threads "$THREADS" \
     --lora-lr "${LORA_LRS:-2.5e-4,1e-3}" --token-lr "${TOKEN_LRS:-5e-4,5e-3,2e-2}" --steps "${STEPS:-120}" \
-    --out "bench/results/personalization_schedule/${ROUND:-grid}" --json > /dev/null
+    ${SCHEDULE_FLAGS:-} --out "bench/results/personalization_schedule/${ROUND:-grid}" --json > /dev/null
 }
 
 stage_personalization() {  # the evaluation concepts (and the two photographs) at the preset

@@ -11,7 +11,7 @@ from core.engine.config import TOY
 def test_bench_personalization_sweeps_the_given_rates_and_judges_recognition(capsys, tmp_path):
     args = build_parser().parse_args(
         ["bench", "personalization", "--backbone", "tiny", "--preset", "toy", "--concepts", "smiley,chelsea",
-         "--steps", "2", "--n-eval", "2", "--gen-steps", "2", "--lora-lr", "1e-4,2e-4",
+         "--steps", "2", "--n-eval", "2", "--gen-steps", "2", "--lora-lr", "1e-4,2e-4", "--batch-size", "1",
          "--out", str(tmp_path), "--json"]
     )  # fmt: skip
     assert args.handler(args) == 0
@@ -21,6 +21,8 @@ def test_bench_personalization_sweeps_the_given_rates_and_judges_recognition(cap
     first, second = summary["settings"]
     assert (first["lora_lr"], second["lora_lr"]) == (1e-4, 2e-4)
     assert first["train_steps"] == 2 and first["token_lr"] == TOY.token_lr
+    assert first["batch_size"] == 1 and first["lora_rank"] == TOY.lora_rank  # asked for / the preset's
+    assert "--batch-size 1" in summary["command"]
     smiley, chelsea = first["concepts"]
     assert smiley["concept"] == "smiley" and smiley["class_word"] == "circle"
     assert 0.0 <= smiley["recognition_concept_prompt"]["recognised"] <= 1.0

@@ -67,6 +67,8 @@ def test_a_user_exports_their_own_versions_and_no_one_elses(api, backbone: Backb
     }
     assert api.client.get(f"/v1/adapters/{head}/export", headers=alice).content == answer.content
 
+    assert api.client.get("/v1/adapters/³/export", headers=alice).status_code == 404  # a digit, not ASCII
+
     by_position = api.client.get("/v1/adapters/1/export", headers=alice)
     assert [v["id"] for v in json.loads(unzip(by_position.content)["card.json"])["lineage"]] == [first]
 

@@ -46,7 +46,7 @@ def find_version(session: Session, *, user_id: str, ref: str) -> AdapterVersion:
 
     Another user's version is ``ExportNotFoundError``, like a missing one.
     """
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():  # "³".isdigit() is True, int("³") raises
         chain = user_lineage(session, user_id=user_id)
         if 1 <= int(ref) <= len(chain):
             return chain[int(ref) - 1]
