@@ -17,12 +17,14 @@ import secrets
 import tempfile
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
 PEPPER_FILE = "api-key-pepper"
+DEVICE_PATTERN = r"^(cpu|cuda|mps)(:[0-9]+)?$"  # what torch.device accepts, checked at start-up
 
 
 class Settings(BaseSettings):
@@ -40,10 +42,38 @@ class Settings(BaseSettings):
         description="Celery broker URL; default sqla+sqlite:///<data_dir>/broker.sqlite (no server needed)",
     )
 
+    # The artifact store (docs/architecture.md, "Storage"; docs/deployment.md, "Object store").
+    # Credentials of the S3 store come from the standard AWS variables (AWS_ACCESS_KEY_ID, ...).
+    store: Literal["local", "s3"] = Field(
+        default="local", description="where artifacts live: `local` (the data directory) or `s3`"
+    )
+    s3_endpoint_url: str = Field(
+        default="", description="S3-compatible endpoint (e.g. http://minio:9000); empty: AWS S3"
+    )
+    s3_region: str = Field(default="", description="S3 region (empty: AWS_DEFAULT_REGION or us-east-1)")
+    s3_bucket: str = Field(default="", description="the bucket of the S3 store (required with store=s3)")
+    s3_prefix: str = Field(default="", description="key prefix of every artifact in the bucket (e.g. mnemo/)")
+    s3_sse: Literal["", "AES256", "aws:kms"] = Field(
+        default="", description="server-side encryption of every object written: AES256 or aws:kms"
+    )
+    s3_sse_kms_key_id: str = Field(
+        default="", description="the KMS key of s3_sse=aws:kms (empty: the bucket's default key)"
+    )
+    s3_presign_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=604800,
+        description="> 0: GET /v1/images/{id} answers 307 to a presigned URL valid this long; 0: streamed",
+    )
+
     # The ML side (read by the worker only; the API never loads it).
     backbone: str = Field(default="toy", description="toy | tiny | a local diffusers SD 1.x/2.x folder")
     engine_preset: str = Field(default="toy", description="engine config preset: paper | toy | tiny")
-    device: str = Field(default="cpu", description="torch device of the worker")
+    device: str = Field(
+        default="cpu",
+        pattern=DEVICE_PATTERN,
+        description="torch device of this worker's pool processes: cpu, cuda or cuda:N (one worker per GPU)",
+    )
 
     # HTTP.
     host: str = Field(default="127.0.0.1", description="API bind address")
@@ -186,5 +216,7 @@ def settings_reference() -> list[tuple[str, str, str]]:
 
 
 def get_settings() -> Settings:
+        if self.store == "s3" and not self.s3_bucket:
+            raise ValueError("MNEMO_STORE=s3 needs MNEMO_S3_BUCKET")
     """Settings from the environment (a fresh object: cheap, and tests can change the env)."""
     return Settings()

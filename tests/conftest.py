@@ -25,6 +25,7 @@ from core.db.models import Base
 from core.db.session import make_engine, make_session_factory
 from core.db.users import create_user
 from core.settings import Settings
+from tests.object_store import MotoS3
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MNEMO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -73,6 +74,20 @@ def postgres_server() -> PostgresServer:
     finally:
         engine.dispose()
     return PostgresServer(admin_url=POSTGRES_ADMIN_URL)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """A real S3 endpoint: moto's server mode on a spare loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    from core.cli.processes import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield MotoS3(endpoint_url=f"http://127.0.0.1:{port}")
+    server.stop()
 
 
 @pytest.fixture

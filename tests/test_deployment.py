@@ -30,7 +30,10 @@ SECRETS = {
     "POSTGRES_PASSWORD": "pg-secret-4f1c",
     "REDIS_PASSWORD": "redis-secret-9a2e",
     "MNEMO_API_KEY_PEPPER": "pepper-secret-77d0",
+    "MINIO_ROOT_USER": "minio-user-3b8e",
+    "MINIO_ROOT_PASSWORD": "minio-secret-c5d1",
 }
+ONE_OFF = ("migrate", "bucket")  # jobs that exit: their exit code is what the others wait on
 CODE = ("core", "api", "worker", "migrations", "bench")
 
 
@@ -300,9 +303,9 @@ def test_no_password_is_written_in_the_compose_file(rendered: dict) -> None:
 
 def test_compose_has_every_service_with_restart_policies_and_health_checks(rendered: dict) -> None:
     services = rendered["services"]
-    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(services)
+    assert {"postgres", "redis", "minio", "bucket", "migrate", "api", "worker"} <= set(services)
     for name, service in services.items():
-        if name == "migrate":  # a one-off job: it exits, and its exit code is what the others wait on
+        if name in ONE_OFF:
             assert service["restart"] == "no"
             continue
         assert service["restart"] == "unless-stopped", name
@@ -310,9 +313,14 @@ def test_compose_has_every_service_with_restart_policies_and_health_checks(rende
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
     for name in ("api", "worker"):
         depends = services[name]["depends_on"]
-        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert (
+            depends["migrate"]["condition"]
+            == depends["bucket"]["condition"]
+            == "service_completed_successfully"
+        )
         assert depends["postgres"]["condition"] == depends["redis"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
 
 
 def test_redis_keeps_every_message(rendered: dict) -> None:
@@ -334,21 +342,36 @@ def test_the_api_runs_the_api_image_and_the_worker_the_gpu_image(rendered: dict)
     assert services["worker"]["environment"]["MNEMO_DEVICE"] == "cuda"
     assert "deploy" not in services["api"]
     mounts = {name: {v["target"]: v["source"] for v in s.get("volumes", [])} for name, s in services.items()}
-    assert mounts["api"]["/data"] == mounts["worker"]["/data"] == "data"  # one data directory
+    assert mounts["api"] == {} and mounts["worker"]["/data"] == "scratch"  # no shared directory
     assert mounts["postgres"]["/var/lib/postgresql/data"] == "pgdata"
-    assert {"pgdata", "redisdata", "data"} <= set(rendered["volumes"])
+    assert mounts["minio"]["/data"] == "objectdata"
+    assert {"pgdata", "redisdata", "objectdata", "scratch"} <= set(rendered["volumes"])
 
 
-def test_the_object_store_is_documented_as_not_wired_yet() -> None:
-    """No setting reads an object store yet: the MinIO service is left commented out, and the docs say so."""
+def test_every_process_keeps_its_artifacts_in_the_minio_bucket(rendered: dict) -> None:
+    """The settings of the S3 store point at the MinIO service, with its root credentials as the
+    standard AWS variables, and the one-off creates the bucket they name."""
     from core.settings import Settings
 
-    assert not [name for name in Settings.model_fields if name.startswith(("s3", "object"))], (
-        "the object store exists now: wire the minio service in docker-compose.yml"
+    services = rendered["services"]
+    for name in ("migrate", "api", "worker"):
+        env = services[name]["environment"]
+        settings = Settings(
+            **{k[len("MNEMO_") :].lower(): v for k, v in env.items() if k.startswith("MNEMO_")}
+        )
+        assert (settings.store, settings.s3_endpoint_url, settings.s3_bucket) == (
+            "s3",
+            "http://minio:9000",
+            "mnemo",
+        )
+        assert env["AWS_ACCESS_KEY_ID"] == services["minio"]["environment"]["MINIO_ROOT_USER"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == SECRETS["MINIO_ROOT_PASSWORD"]
+    bucket = services["bucket"]
+    assert (
+        "mc mb --ignore-existing" in bucket["command"][0]
+        and bucket["environment"]["MNEMO_S3_BUCKET"] == "mnemo"
     )
-    text = (ROOT / "docker-compose.yml").read_text()
-    assert re.search(r"^  # minio:$", text, re.M) and "minio/minio" in text
-    assert "Object store" in (ROOT / "docs/deployment.md").read_text()
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
 
 
 # ---- the health checks, run for real ---------------------------------------------------------

@@ -39,12 +39,13 @@ ORPHAN_SWEEP_EVERY_SECONDS = 600.0
 
 
 def collect_orphans_once(*, session_factory: sessionmaker[Session], settings: Settings) -> list[str]:
-    """Delete crash leftovers older than an hour (``core.db.jobs.collect_orphans``, and copies
-    staged in the worker's workspace)."""
-    removed = collect_orphans(session_factory, make_store(settings), older_than_seconds=ORPHAN_AGE_SECONDS)
-    removed += [
-        str(p) for p in Workspace(root=settings.data_dir).sweep(older_than_seconds=ORPHAN_AGE_SECONDS)
-    ]
+    """Delete crash leftovers older than an hour (``core.db.jobs.collect_orphans``) in the store,
+    in this host's workspace when it is not the store (an object store), and copies staged there."""
+    store, workspace = make_store(settings), Workspace(root=settings.data_dir)
+    removed = collect_orphans(session_factory, store, older_than_seconds=ORPHAN_AGE_SECONDS)
+    if not workspace.is_store(store):
+        removed += collect_orphans(session_factory, workspace.files, older_than_seconds=ORPHAN_AGE_SECONDS)
+    removed += [str(p) for p in workspace.sweep(older_than_seconds=ORPHAN_AGE_SECONDS)]
     if removed:
         log.info("reconciler: removed %d orphaned files or folders", len(removed))
     return removed

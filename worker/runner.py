@@ -75,11 +75,14 @@ def run_job(runtime: Runtime, *, job_id: str, work: Work) -> RunResult:
 
 
 def _clean_up(runtime: Runtime, *, job_id: str) -> None:
-    """The job is final: remove what it leaves behind (the reconciler retries an interrupted one)."""
+    """The job is final: remove what it leaves behind (the reconciler retries an interrupted one),
+    in the store and in this host's workspace."""
     try:
         delete_raw_uploads(runtime.session_factory, runtime.store, job_id=job_id)
     except Exception as error:
         log.warning("job %s: clean-up left to the reconciler (%s)", job_id, type(error).__name__)
+    finally:
+        runtime.workspace.forget_job(runtime.store, job_id=job_id)
 
 
 def _deliver(runtime: Runtime, *, job_id: str, work: Work) -> tuple[RunResult, protocol.Claim]:

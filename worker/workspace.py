@@ -5,8 +5,10 @@ What it needs is staged here: the user's adapter versions, copied out of the sto
 against their recorded sha256 before they are loaded (and removed right after); the new version,
 written here and then put into the store; the checkpoints of a running task, so a re-run on this
 machine resumes. The root is the data directory and the layout follows the store's
-(``checkpoints/<job>``, ``staging/<job>``): with the local store, putting a version is a rename and
-the orphan collection finds a crash's leftovers; staged versions live under ``work/``.
+(``checkpoints/<job>``, ``staging/<job>``): with the local store the workspace *is* the store
+(putting a version is a rename, and the orphan collection finds a crash's leftovers); with an
+object store it is this host's scratch space, cleaned by ``forget_job`` when a job is final and
+swept by the reconciler as ``files``. Staged versions live under ``work/``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.storage import ArtifactStore
+from core.db.cleanup import job_output_paths
+from core.storage import ArtifactStore, LocalStore
 
 STAGED = "work"
 
@@ -31,6 +34,20 @@ class Workspace:
     def path(self, relative: str) -> Path:
         """The local folder of a layout path (``store.checkpoint_dir(...)``, ``store.staging_dir(...)``)."""
         return self.root.joinpath(*relative.split("/"))
+
+    @property
+    def files(self) -> LocalStore:
+        """The workspace as a store (for the orphan collection of this host's leftovers)."""
+        return LocalStore(self.root)
+
+    def is_store(self, store: ArtifactStore) -> bool:
+        """True when ``store`` keeps its files in this very directory (the local store)."""
+        return isinstance(store, LocalStore) and store.root == self.files.root
+
+    def forget_job(self, store: ArtifactStore, *, job_id: str) -> None:
+        """Remove this host's checkpoints and staging output of a final job."""
+        for relative in job_output_paths(store, job_id=job_id):
+            shutil.rmtree(self.path(relative), ignore_errors=True)
 
     def fresh(self, relative: str) -> Path:
         """``path(relative)``, emptied: the place to write a new result."""

@@ -1,7 +1,8 @@
-"""The artifact store: the ``ArtifactStore`` protocol, its local implementation, and the factory.
+"""The artifact store: the ``ArtifactStore`` protocol, its two backends, and the factory.
 
-Every process builds its store with ``make_store(settings)``; nothing else names a backend, so a
-new backend (an object store) is one new class here (docs/architecture.md, "Storage").
+Every process builds its store with ``make_store(settings)``; nothing else names a backend
+(docs/architecture.md, "Storage"): ``LocalStore`` (the data directory, the default) and
+``S3Store`` (an S3-compatible bucket, ``MNEMO_STORE=s3``; boto3 is imported only then).
 """
 
 from __future__ import annotations
@@ -30,5 +31,10 @@ __all__ = [
 
 
 def make_store(settings: Settings) -> ArtifactStore:
-    """The store of this deployment: the data directory (``MNEMO_DATA_DIR``)."""
+    """The store of this deployment: the data directory (``MNEMO_DATA_DIR``), or the bucket of
+    ``MNEMO_S3_*`` when ``MNEMO_STORE=s3``."""
+    if settings.store == "s3":
+        from core.storage.s3 import S3Store
+
+        return S3Store.from_settings(settings)
     return LocalStore(settings.data_dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,6 +64,15 @@ def manifest_sha256(files: dict[str, dict[str, Any]]) -> str:
     return sha256_bytes(canonical.encode())
 
 
+def check_relative(relative: str) -> list[str]:
+    """The parts of a stored relative path; ``StorageError`` for anything that could leave the
+    store (absolute, ``..``, ``.``, empty parts, backslashes, NUL)."""
+    parts = relative.split("/")
+    if not relative or "\\" in relative or "\x00" in relative or any(p in ("", ".", "..") for p in parts):
+        raise StorageError("invalid stored path")
+    return parts
+
+
 def _check_id(value: str, what: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -103,7 +113,19 @@ class ArtifactStore(Protocol):
         """Write ``data`` atomically and durably at ``relative`` (replacing any previous file)."""
         ...
 
-    def read_bytes(self, relative: str) -> bytes: ...
+    def read_bytes(self, relative: str) -> bytes:
+        """The stored file's bytes; ``FileNotFoundError`` when it is not there."""
+        ...
+
+    def stream(self, relative: str) -> Iterator[bytes]:
+        """The stored file in chunks, opened now (``FileNotFoundError`` at once when it is not
+        there), read as the iterator is consumed."""
+        return iter([self.read_bytes(relative)])
+
+    def download_url(self, relative: str, *, expires_seconds: int) -> str | None:
+        """A URL a client may fetch the file from directly for ``expires_seconds``, or None when
+        the backend has none (the API streams the file instead)."""
+        return None
 
     def exists(self, relative: str) -> bool: ...
 

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from core.storage.base import (
+    CHUNK,
     STAGING,
     UPLOADS,
     ArtifactStore,
     StorageError,
     StoredFile,
+    check_relative,
     sha256_bytes,
     sha256_file,
 )
@@ -45,10 +47,7 @@ class LocalStore(ArtifactStore):
 
     def resolve(self, relative: str) -> Path:
         """The absolute path of a stored relative path; refuses anything outside the root."""
-        parts = relative.split("/")
-        if not relative or "\\" in relative or "\x00" in relative or any(p in ("", ".", "..") for p in parts):
-            raise StorageError("invalid stored path")
-        path = self.root.joinpath(*parts)
+        path = self.root.joinpath(*check_relative(relative))
         if not path.resolve().is_relative_to(self.root):
             raise StorageError("stored path escapes the store")
         return path
@@ -104,6 +103,17 @@ class LocalStore(ArtifactStore):
     # ---- reading ---------------------------------------------------------------------------
     def read_bytes(self, relative: str) -> bytes:
         return self.resolve(relative).read_bytes()
+
+    def stream(self, relative: str) -> Iterator[bytes]:
+        """The file in chunks of ``CHUNK`` bytes, opened now."""
+        handle = self.resolve(relative).open("rb")
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
+
+        return chunks()
 
     def exists(self, relative: str) -> bool:
         return self.resolve(relative).exists()
