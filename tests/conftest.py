@@ -224,11 +224,15 @@ class ApiHarness:
 @pytest.fixture
 def api(database_url: str, tmp_path: Path) -> Iterator[ApiHarness]:
     """The API app on ``database_url`` with a data dir in ``tmp_path``; dispatch is recorded, not sent."""
+    yield from serve_api(make_settings(data_dir=tmp_path / "data", database_url=database_url))
+
+
+def serve_api(settings: Settings) -> Iterator[ApiHarness]:
+    """The API app of ``settings`` in a TestClient, for the duration of a fixture."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app
 
-    settings = make_settings(data_dir=tmp_path / "data", database_url=database_url)
     dispatches: list[int] = []
     app = create_app(settings, dispatcher=lambda: dispatches.append(1))
     with TestClient(app) as client:
@@ -248,10 +252,9 @@ def seed_trained_concept(harness: ApiHarness, *, user_id: str, name: str) -> dic
     """
     from core.db.enqueue import TrainRequest, create_train_job
     from core.db.models import AdapterVersion, ConceptStatus, FisherState, Job, JobState, User, utcnow
-    from core.storage import LocalStore as ArtifactStore
-    from core.storage import manifest_sha256
+    from core.storage import make_store, manifest_sha256
 
-    store = ArtifactStore(harness.settings.data_dir)
+    store = make_store(harness.settings)
     with harness.session_factory() as session:
         concept, job = create_train_job(
             session,
@@ -307,9 +310,9 @@ def seed_generated_image(harness: ApiHarness, *, user_id: str, prompt: str = "a 
     """A finished generate job with one stored PNG (a stand-in for the worker). Returns ids."""
     from core.db.enqueue import GenerateRequest, create_generate_job
     from core.db.models import GeneratedImage, Job, JobState, utcnow
-    from core.storage import LocalStore as ArtifactStore
+    from core.storage import make_store
 
-    store = ArtifactStore(harness.settings.data_dir)
+    store = make_store(harness.settings)
     with harness.session_factory() as session:
         request = GenerateRequest(prompt=prompt, negative_prompt="", n=1, steps=2, guidance_scale=1.0, seed=0)
         generation, job = create_generate_job(session, user_id=user_id, request=request, max_attempts=3)
