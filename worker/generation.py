@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.db import jobs as protocol
+from core.faults import crash_point
 from worker.monitor import JobMonitor
 from worker.outcomes import RunResult
 from worker.runner import run_job
@@ -45,12 +46,15 @@ class GenerateWork:
             guidance_scale=float(params.get("guidance_scale", 7.5)),
             seed=int(params.get("seed") or 0),
         )
-        return GeneratedImages(generation_id=generation.id, images=[_store_png(runtime, i) for i in images])
+        stored = [_store_png(runtime, image) for image in images]
+        crash_point("generate.after_store")
+        return GeneratedImages(generation_id=generation.id, images=stored)
 
     def publish(self, runtime: Runtime, *, claim: protocol.Claim, product: GeneratedImages) -> str:
         protocol.publish_generation(
             runtime.session_factory, **claim.fence, generation_id=product.generation_id, images=product.images
         )
+        crash_point("generate.after_publish")
         return product.generation_id
 
     def discard(self, runtime: Runtime, *, product: GeneratedImages) -> None:

@@ -26,6 +26,7 @@ from PIL import Image
 
 from core.db import jobs as protocol
 from core.db.models import new_id
+from core.faults import crash_point
 from core.storage import StorageError
 from worker.monitor import JobMonitor
 from worker.outcomes import RunResult
@@ -81,6 +82,7 @@ class TrainWork:
         destination = _store_version(
             runtime, result.state, job_id=claim.job_id, user_id=str(claim.user_id), version_id=version_id
         )
+        crash_point("train.after_store")
         publication = protocol.Publication(
             version_id=version_id,
             parent_id=chain[-1].id if chain else None,
@@ -95,6 +97,7 @@ class TrainWork:
 
     def publish(self, runtime: Runtime, *, claim: protocol.Claim, product: TrainedVersion) -> str:
         protocol.publish_training(runtime.session_factory, **claim.fence, publication=product.publication)
+        crash_point("train.after_publish")
         return product.publication.version_id
 
     def discard(self, runtime: Runtime, *, product: TrainedVersion) -> None:

@@ -17,6 +17,7 @@ from api.schemas import ConceptCreated, ConceptList, ConceptOut, JobOut
 from core.db.enqueue import ConceptExistsError, TrainRequest, create_train_job
 from core.db.models import Concept, Job, JobKind
 from core.db.session import write_transaction
+from core.faults import crash_point
 from core.storage import StoredFile
 from core.uploads import UploadError, validate_images
 from core.vocabulary import CONCEPT_NAME, DEFAULT_METHOD, METHOD_NAMES, NAME_RULE, is_concept_name
@@ -120,6 +121,8 @@ def create_concept(
     try:
         for image in cleaned:
             stored.append(services.store.write_bytes(services.store.new_upload_path(), image.png))
+            crash_point("api.upload.partial")  # docs/faults.md
+        crash_point("api.upload.before_commit")
         with write_transaction(services.session_factory) as tx:
             concept, job = create_train_job(
                 tx,
@@ -135,6 +138,7 @@ def create_concept(
                 status_code=status.HTTP_409_CONFLICT, detail=str(ConceptExistsError(request.name))
             ) from None
         raise
+    crash_point("api.upload.after_commit")
     background.add_task(services.dispatch)
     return ConceptCreated(
         concept=ConceptOut.model_validate(concept).model_copy(update={"job_id": job.id}),

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "personalization": ("bench.personalization", "one concept on the toy backbone: MMD before/after"),
     "api": ("bench.api", "/v1/generate overhead and job-status polling load"),
     "dashboard": ("bench.dashboard", "admin pages at 1,000 users / 1,000 tasks: p50/p95 server time"),
+    "chaos": ("bench.chaos", "bounded soak killing workers, the API, Redis and PostgreSQL: one summary line"),
 }
 
 

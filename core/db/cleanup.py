@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.audit import record
 from core.db.models import Concept, Job, Upload, utcnow
 from core.db.session import write_transaction
+from core.faults import crash_point
 from core.storage import ArtifactStore, StorageError
 from core.storage.base import UPLOADS
 
@@ -83,6 +84,8 @@ def delete_raw_uploads(
         concept_id = None if job is None else job.concept_id
     for path in paths:
         store.delete(path)  # raises if one stays: the rows remain for the reconciler
+        crash_point("cleanup.mid_delete")
+    crash_point("cleanup.after_files")
     if job is not None:
         _forget_uploads(session_factory, job_id=job_id, concept_id=concept_id, files=len(paths), now=now)
     remove_files(store, job_output_paths(store, job_id=job_id))

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from core.faults import crash_point
+
 FILENAME = "task.ckpt"
 
 
@@ -40,6 +42,7 @@ class Checkpointer:
             torch.save({**data, "fingerprint": self.fingerprint}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        crash_point("train.checkpoint.mid_write")
         os.replace(tmp, self.path)
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:

@@ -55,6 +55,7 @@ from core.engine.precision import autocast, grad_scaler, scaled_grads
 from core.engine.prior import prior_latents
 from core.engine.state import ConceptRecord, UserState
 from core.engine.tokens import encode_prompts, initial_embedding, token_for, tokenize
+from core.faults import crash_point
 
 Progress = Callable[[str, int, int, float | None], None]
 INSTANCE_TEMPLATE = "a photo of {}"
@@ -180,6 +181,7 @@ class _TaskRun:
         started = time.perf_counter()
         result = fn()
         self.seconds[phase] = time.perf_counter() - started
+        crash_point(f"train.after_{phase}")
         return result
 
     # ---------------------------------------------------------------- phases
