@@ -55,9 +55,12 @@ class Service:
         assert result.returncode == 0, f"mnemo {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
-    def start(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, log: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """``mnemo *args`` with this deployment's environment (and ``env`` on top of it)."""
         process = processes.start(
-            processes.mnemo_command(*args), env=self.env, log_path=self.log_dir / f"{log}.log"
+            processes.mnemo_command(*args),
+            env={**self.env, **(env or {})},
+            log_path=self.log_dir / f"{log}.log",
         )
         self.children.append(process)
         return process
@@ -66,18 +69,29 @@ class Service:
         api = self.start("api", "--log-level", "warning", log="api")
         processes.wait_http_ok(f"{self.base_url}/readyz", timeout=START_TIMEOUT, process=api)
 
-    def start_worker(self, *, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *args: str, concurrency: int = 2, env: dict[str, str] | None = None, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """``mnemo worker`` (more options in ``args``), logging to ``worker<N>.log``; waits until
+        it is ready unless not ``wait`` (then ``wait_worker(N)``)."""
         worker = self.start(
             "worker",
             "--concurrency",
             str(concurrency),
             "--loglevel",
             "info",
+            *args,
             log=f"worker{len(self.workers)}",
+            env=env,
         )
         self.workers.append(worker)
-        self.wait_log(f"worker{len(self.workers) - 1}", "ready.", timeout=START_TIMEOUT, process=worker)
+        if wait:
+            self.wait_worker(len(self.workers) - 1)
         return worker
+
+    def wait_worker(self, index: int) -> None:
+        """Until the ``index``-th worker started by ``start_worker`` is ready."""
+        self.wait_log(f"worker{index}", "ready.", timeout=START_TIMEOUT, process=self.workers[index])
 
     def wait_log(
         self, log: str, text: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None
@@ -144,6 +158,13 @@ def _new_service(tmp_path: Path, **extra: str) -> Service:
 
 
 @pytest.fixture
+def service_env() -> dict[str, str]:
+    """Extra ``MNEMO_*`` settings of the ``production`` deployment (a test module overrides this
+    fixture to configure its processes, e.g. the webhook tests' relay)."""
+    return {}
+
+
+@pytest.fixture
 def embedded_serve(tmp_path: Path) -> Iterator[Service]:
     """``mnemo serve --concurrency 2``: SQLite, SQLAlchemy broker, API + a real worker process."""
     service = _new_service(tmp_path)
@@ -174,12 +195,14 @@ def embedded_split(tmp_path: Path) -> Iterator[Service]:
 
 
 @pytest.fixture
-def production(tmp_path: Path, postgres_server: Any) -> Iterator[Service]:
+def production(tmp_path: Path, postgres_server: Any, service_env: dict[str, str]) -> Iterator[Service]:
     """PostgreSQL + Redis: ``mnemo db upgrade``, ``mnemo api``, ``mnemo worker``."""
     database_url = postgres_server.create_database()
     redis_url = f"{REDIS_URL}/{random.randint(1, 15)}"
     _require_redis(redis_url)
-    service = _new_service(tmp_path, MNEMO_DATABASE_URL=database_url, MNEMO_BROKER_URL=redis_url)
+    service = _new_service(
+        tmp_path, MNEMO_DATABASE_URL=database_url, MNEMO_BROKER_URL=redis_url, **service_env
+    )
     service.env["MNEMO_TEST_DATABASE_URL"] = database_url
     try:
         service.run_cli("db", "upgrade")
