@@ -56,8 +56,8 @@ stage_sweep() {  # λ and τ of EWC, EWC-DC and C-LoRA: the same budget each, on
 }
 
 stage_cl() {  # the paper's table on the six evaluation concepts (METHODS, SEEDS to widen it)
-  # CL_FLAGS: the sweep's best λ/τ per method (bench/results/sweep_toy/README.md), e.g.
-  # "--ewc-lambda 0.1 --ewc-dc-lambda 1 --c-lora-lambda 0.1"
+  # CL_FLAGS: λ/τ other than the preset's (the preset carries the sweep's best,
+  # bench/results/sweep_toy/README.md), e.g. "--ewc-lambda 0.1 --ewc-dc-lambda 1 --c-lora-lambda 0.1"
   # shellcheck disable=SC2086
   $MNEMO bench cl --backbone toy --methods "${METHODS:-lora_sequential,c_lora,dsc_ewc_dc}" \
     --seeds "${SEEDS:-0}" --n-eval 24 ${CL_FLAGS:-} --out bench/results/cl_toy --json > /dev/null
