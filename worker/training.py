@@ -5,7 +5,8 @@ The steps (docs/architecture.md, "The job protocol"):
 1. the user's state from their lineage of version directories, staged in the worker's workspace
    and verified against their sha256 (``worker.workspace``);
 2. ``core.engine.task.run_task`` with progress/cancel callbacks and a checkpoint directory,
-   so a re-run after a crash resumes instead of starting over;
+   so a re-run after a crash resumes instead of starting over (on another host too: the
+   checkpoint is copied to an object store as it changes, ``worker.checkpoints``);
 3. the new version directory is written (``save_version`` into the workspace's ``staging/<job>``,
    then put into the store at ``adapters/<user>/<version>`` as a whole) *before* the publish
    transaction;
@@ -28,6 +29,7 @@ from core.db import jobs as protocol
 from core.db.models import new_id
 from core.faults import crash_point
 from core.storage import StorageError
+from worker.checkpoints import CheckpointMirror
 from worker.monitor import JobMonitor
 from worker.outcomes import RunResult
 from worker.previews import previews_after_publish
@@ -61,6 +63,7 @@ class TrainWork:
         if payload.get("steps"):
             config = config.with_(train_steps=min(int(payload["steps"]), settings.train_max_steps))
         method = payload.get("method") or None
+        checkpoints = CheckpointMirror(store=store, workspace=runtime.workspace, job_id=claim.job_id)
         try:
             result = run_task(
                 backbone=runtime.backbone,
@@ -71,9 +74,9 @@ class TrainWork:
                 **({"method": method} if method else {}),
                 config=config,
                 prior_cache_dir=runtime.prior_cache_dir,
-                progress=monitor.progress,
+                progress=checkpoints.watch(monitor.progress),
                 should_stop=monitor.should_stop,
-                checkpoint_dir=runtime.workspace.path(store.checkpoint_dir(job_id=claim.job_id)),
+                checkpoint_dir=checkpoints.restore(),
             )
         finally:
             del images
