@@ -1,19 +1,24 @@
 """The clean-ups reach the bucket (SQLite and PostgreSQL, moto's S3 server): the raw uploads of a
 final job, the reconciler's finishing of an interrupted clean-up, and the orphan and upload
 sweeps over keys that no row will ever name — while what rows name, and a running job's
-checkpoint, stay."""
+checkpoint, stay; and the reconciler's sweep of a worker host's own scratch directory."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import jobs as protocol
 from core.db.cleanup import delete_raw_uploads
 from core.db.models import Upload, utcnow
+from core.storage import make_store
+from tests.conftest import make_settings
 from tests.object_store import MotoS3
 from tests.service.test_job_protocol import LEASE, _publication, _train_job
 
@@ -66,3 +71,42 @@ def test_clean_ups_and_sweeps_delete_from_the_bucket(
     assert store.raw_upload_bytes_remain() and all(store.exists(p) for p in running_uploads)
     keys = moto_s3.keys(bucket)
     assert len(keys) == 2 + 2 + 1 and all(k.startswith("sweeps/") for k in keys)  # version, uploads, ckpt
+
+
+def test_the_reconciler_sweeps_a_worker_hosts_scratch_too(
+    session_factory: sessionmaker[Session],
+    moto_s3: MotoS3,
+    new_user: Callable[..., tuple[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With an object store the workspace is not the store: a crash's local checkpoints and staging
+    output of final jobs, and stale staged copies, are removed from the host; a running job's stay."""
+    from worker.reconciler import collect_orphans_once
+    from worker.workspace import STAGED
+
+    bucket = moto_s3.new_bucket()
+    for name, value in moto_s3.env(bucket).items():
+        monkeypatch.setenv(name, value)
+    settings = make_settings(data_dir=tmp_path / "host", database_url=str(session_factory.kw["bind"].url))
+    store = make_store(settings)
+    alice, _ = new_user(session_factory, "alice")
+    final = _train_job(session_factory, store, user_id=alice, name="dog")
+    claim = protocol.claim_job(session_factory, job_id=final, worker_id="w", lease_seconds=LEASE)
+    protocol.fail_job(session_factory, **claim.fence, error="x", final=True)
+    running = _train_job(session_factory, store, user_id=alice, name="cat")
+    protocol.claim_job(session_factory, job_id=running, worker_id="w", lease_seconds=LEASE)
+
+    host = tmp_path / "host"
+    stale = [
+        host / store.checkpoint_dir(job_id=final),
+        host / store.staging_dir(job_id=final),
+        host / STAGED / "x",
+    ]
+    kept = host / store.checkpoint_dir(job_id=running)
+    for folder in [*stale, kept]:
+        folder.mkdir(parents=True)
+        (folder / "file").write_bytes(b"x")
+        os.utime(folder, (0, 0))
+    collect_orphans_once(session_factory=session_factory, settings=settings, store=store)
+    assert [folder.exists() for folder in stale] == [False, False, False] and (kept / "file").exists()

@@ -17,7 +17,7 @@ from core.db.session import make_session_factory
 from core.db.workers import prune_workers
 from core.queue.outbox import flush_outbox
 from core.settings import Settings
-from core.storage import make_store
+from core.storage import ArtifactStore, make_store
 from worker.loops import DaemonLoop
 from worker.workspace import Workspace
 
@@ -38,10 +38,12 @@ ORPHAN_AGE_SECONDS = 3600.0
 ORPHAN_SWEEP_EVERY_SECONDS = 600.0
 
 
-def collect_orphans_once(*, session_factory: sessionmaker[Session], settings: Settings) -> list[str]:
+def collect_orphans_once(
+    *, session_factory: sessionmaker[Session], settings: Settings, store: ArtifactStore | None = None
+) -> list[str]:
     """Delete crash leftovers older than an hour (``core.db.jobs.collect_orphans``) in the store,
     in this host's workspace when it is not the store (an object store), and copies staged there."""
-    store, workspace = make_store(settings), Workspace(root=settings.data_dir)
+    store, workspace = store or make_store(settings), Workspace(root=settings.data_dir)
     removed = collect_orphans(session_factory, store, older_than_seconds=ORPHAN_AGE_SECONDS)
     if not workspace.is_store(store):
         removed += collect_orphans(session_factory, workspace.files, older_than_seconds=ORPHAN_AGE_SECONDS)
@@ -52,12 +54,16 @@ def collect_orphans_once(*, session_factory: sessionmaker[Session], settings: Se
 
 
 def reconcile_once(
-    *, session_factory: sessionmaker[Session], settings: Settings, send: bool = True
+    *,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    store: ArtifactStore | None = None,
+    send: bool = True,
 ) -> ReconcileReport:
     """One pass: repair job state (``core.db.jobs.reconcile``), then send the outbox."""
     report = reconcile(
         session_factory,
-        make_store(settings),
+        store or make_store(settings),
         redispatch_after_seconds=redispatch_after_seconds(settings),
     )
     if report.redispatched or report.failed:
@@ -85,13 +91,16 @@ class Reconciler(DaemonLoop):
 
     def _run(self) -> None:
         self._session_factory = make_session_factory(self.settings.database_url)
+        store = make_store(self.settings)  # one store (an S3 client) for every pass
         last_sweep = float("-inf")
         while not self._stop.wait(self.interval):
             try:
-                reconcile_once(session_factory=self._session_factory, settings=self.settings)
+                reconcile_once(session_factory=self._session_factory, settings=self.settings, store=store)
                 if time.monotonic() - last_sweep >= ORPHAN_SWEEP_EVERY_SECONDS:
                     last_sweep = time.monotonic()
-                    collect_orphans_once(session_factory=self._session_factory, settings=self.settings)
+                    collect_orphans_once(
+                        session_factory=self._session_factory, settings=self.settings, store=store
+                    )
                     prune_workers(self._session_factory)
             except Exception as error:  # DB or broker down: try again next round
                 log.warning("reconciler pass failed: %s", type(error).__name__)
