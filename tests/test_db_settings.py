@@ -58,3 +58,31 @@ def test_concurrent_first_use_agrees_on_one_pepper(tmp_path: Path) -> None:
         peppers = set(pool.map(lambda _: Settings(data_dir=tmp_path).pepper, range(32)))
     assert len(peppers) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["api-key-pepper"]  # no temp files left
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:0", "cuda:12"])
+def test_a_worker_device_is_one_torch_names(device: str) -> None:
+    assert Settings(device=device).device == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda:0,cuda:1", " cuda", "CUDA"])
+def test_any_other_device_is_refused(device: str) -> None:
+    with pytest.raises(ValueError, match="device"):
+        Settings(device=device)
+
+
+def test_a_worker_with_a_bad_device_stops_with_one_line(tmp_path: Path) -> None:
+    """``mnemo worker --device`` (or MNEMO_DEVICE) naming no torch device: a one-line error, exit 1."""
+    import subprocess
+
+    from core.cli import processes
+
+    env = {"PATH": "/usr/bin:/bin", "MNEMO_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        processes.mnemo_command("worker", "--device", "cuda:x"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and done.stderr.startswith("mnemo: invalid setting: device:"), done.stderr

@@ -84,8 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    sys.exit(args.handler(args) or 0)
+    try:
+        sys.exit(args.handler(args) or 0)
+    except ValidationError as error:  # a MNEMO_* setting (or its option) is invalid: say which
+        if error.title != "Settings":
+            raise
+        fields = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        sys.exit(f"mnemo: invalid setting: {fields}")
 
 
 if __name__ == "__main__":
