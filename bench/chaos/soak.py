@@ -25,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -46,6 +47,7 @@ WORKER_POINTS = tuple(name for name in faults.POINTS if not name.startswith("api
 EXTERNAL = ("kill_worker", "kill_api", "restart_redis", "wipe_redis", "restart_postgres")
 EXTERNAL_WEIGHTS = (4, 2, 2, 1, 2)
 START_TIMEOUT = 90.0
+API_SHARE = 0.4  # an API start arms a point this much less often than a worker start
 KEY = re.compile(r"(mnemo_[A-Za-z0-9_-]{43})")
 
 
@@ -55,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=3, help="users submitting work")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one pool process each)")
     parser.add_argument("--fault-every", type=float, default=6.0, help="mean seconds between external faults")
-    parser.add_argument("--crash-probability", type=float, default=0.5, help="a start arms a crash point")
+    parser.add_argument(
+        "--crash-probability", type=float, default=0.6, help="chance that a worker start arms a crash point"
+    )
     parser.add_argument("--steps", type=int, default=6, help="training steps per concept")
     parser.add_argument("--settle-minutes", type=float, default=15.0, help="limit of the final wait")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault and workload draws")
@@ -72,7 +76,7 @@ class Tally:
     seconds: float = 0.0
     injected: dict[str, int] = field(default_factory=dict)
     submitted: int = 0
-    refused: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # by HTTP status or client error
     summary: dict[str, Any] = field(default_factory=dict)
     line: str = ""
 
@@ -115,7 +119,8 @@ class Fleet:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def env(self, points: tuple[str, ...]) -> dict[str, str]:
+    def env(self, points: tuple[str, ...] = (), *, probability: float = 0.0) -> dict[str, str]:
+        """The service's environment; with ``probability`` one of ``points`` is armed (docs/faults.md)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MNEMO_")}
         env.update(
             MNEMO_DATA_DIR=str(self.data_dir),
@@ -134,7 +139,7 @@ class Fleet:
             OMP_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
         )
-        if self.armed and self.rng.random() < self.crash_probability:
+        if points and self.armed and self.rng.random() < probability:
             env.update(
                 {
                     faults.ENABLED_ENV: "1",
@@ -147,25 +152,25 @@ class Fleet:
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
-            processes.mnemo_command(*args), env=self.env(()), capture_output=True, text=True, timeout=300
+            processes.mnemo_command(*args), env=self.env(), capture_output=True, text=True, timeout=300
         )
         if done.returncode != 0:
             raise RuntimeError(f"mnemo {args[0]} failed: {done.stderr[-2000:]}")
         return done.stdout
 
     def start_api(self) -> None:
-        self.api = self._start(("api", "--log-level", "warning"), points=API_POINTS, log="api")
+        # The API dies at its point on the next upload: armed less often, or it would rarely answer.
+        env = self.env(API_POINTS, probability=self.crash_probability * API_SHARE)
+        self.api = self._start(("api", "--log-level", "warning"), env=env, log="api")
 
     def start_worker(self) -> None:
-        self.workers.append(self._start(("worker", "--concurrency", "1"), points=WORKER_POINTS, log="worker"))
+        env = self.env(WORKER_POINTS, probability=self.crash_probability)
+        self.workers.append(self._start(("worker", "--concurrency", "1"), env=env, log="worker"))
 
-    def _start(self, args: tuple[str, ...], *, points: tuple[str, ...], log: str) -> subprocess.Popen[bytes]:
+    def _start(self, args: tuple[str, ...], *, env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
         self.started += 1
-        return processes.start(
-            processes.mnemo_command(*args),
-            env=self.env(points),
-            log_path=self.logs / f"{log}-{self.started}.log",
-        )
+        log_path = self.logs / f"{log}-{self.started}.log"
+        return processes.start(processes.mnemo_command(*args), env=env, log_path=log_path)
 
     def replace_dead(self) -> int:
         """Start a new process for each one that exited; returns how many died."""
@@ -217,8 +222,9 @@ class Client:
             assert match, "mnemo users create printed no key"
             self.keys[f"chaos{index}"] = match.group(1)
 
-    def submit(self) -> bool:
-        """One concept (2 images) or one generation for a random user; True if it was accepted."""
+    def submit(self) -> str | None:
+        """One concept (2 images) or one generation for a random user; None if it was accepted,
+        else why not (the HTTP status, or the client error's type)."""
         user = self.rng.choice(sorted(self.keys))
         headers = {"Authorization": f"Bearer {self.keys[user]}"}
         self.sent += 1
@@ -227,34 +233,32 @@ class Client:
                 if self.rng.random() < 0.6:
                     return self._concept(http, headers)
                 return self._generation(http, headers)
-        except httpx.HTTPError:
-            return False
+        except httpx.HTTPError as error:
+            return type(error).__name__
 
-    def _concept(self, http: httpx.Client, headers: dict[str, str]) -> bool:
+    def _concept(self, http: httpx.Client, headers: dict[str, str]) -> str | None:
         files = []
         for index in range(2):
             data, secrets = audit.sentinel_image(self.rng.randrange(2**31))
             self.secrets += secrets
             files.append(("images", (f"photo-{index}.png", data, "image/png")))
-        name = f"c{self.sent}"
-        response = http.post(
-            "/v1/concepts", headers=headers, data={"name": name, "steps": str(self.steps)}, files=files
-        )
-        return self._record(response, kind="train")
+        form = {"name": f"c{self.sent}", "steps": str(self.steps)}
+        return self._record(http.post("/v1/concepts", headers=headers, data=form, files=files), kind="train")
 
-    def _generation(self, http: httpx.Client, headers: dict[str, str]) -> bool:
+    def _generation(self, http: httpx.Client, headers: dict[str, str]) -> str | None:
         n = self.rng.choice((1, 2))
         body = {"prompt": "a photo of a thing", "n": n, "steps": 2, "seed": self.rng.randrange(1000)}
         return self._record(http.post("/v1/generate", headers=headers, json=body), kind="generate", images=n)
 
-    def _record(self, response: httpx.Response, *, kind: str, images: int = 0) -> bool:
+    def _record(self, response: httpx.Response, *, kind: str, images: int = 0) -> str | None:
         if response.status_code != 202:
-            return False
+            return f"HTTP {response.status_code}"
         self.accepted.append(audit.Accepted(job_id=response.json()["job"]["id"], kind=kind, images=images))
-        return True
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)  # the finally below stops every child and server
     rng = random.Random(args.seed)
     root = (args.work_dir or Path(tempfile.mkdtemp(prefix="mnemo-chaos-"))).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -286,6 +290,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if _all_zero(tally.summary) else 1
 
 
+def _exit_on_term(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _start(fleet: Fleet, *, workers: int) -> None:
     fleet.start_api()
     processes.wait_http_ok(f"{fleet.base_url}/readyz", timeout=START_TIMEOUT, process=fleet.api)
@@ -308,7 +316,9 @@ def _inject(fleet: Fleet, client: Client, tally: Tally, *, args: argparse.Namesp
             next_fault = time.monotonic() + fleet.rng.expovariate(1 / args.fault_every)
         if _unfinished(client) < 2 * len(client.keys):
             tally.submitted += 1
-            tally.refused += not client.submit()
+            refusal = client.submit()
+            if refusal:
+                tally.refused[refusal] = tally.refused.get(refusal, 0) + 1
         if died:
             _write(tally, args.out)
         time.sleep(0.5)

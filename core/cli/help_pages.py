@@ -159,6 +159,16 @@ PAGES: dict[tuple[str, ...], Page] = {
         "Server time of the admin dashboard's pages on a seeded database (SQLite and PostgreSQL).",
         (("mnemo bench dashboard --out bench/results/dashboard", "the committed figures"),),
     ),
+    ("bench", "chaos"): (
+        "A bounded soak on loopback (its own PostgreSQL and Redis, tiny backbone): users submit\n"
+        "concepts and generations while workers, the API and the servers are killed, crash points\n"
+        "fire and Redis is wiped; then one line: accepted, exactly once, lost, run twice, lineage\n"
+        "violations, raw bytes left, orphans left (docs/faults.md).",
+        (
+            ("mnemo bench chaos --faults 220 --out bench/results/chaos", "the committed soak"),
+            ("mnemo bench chaos --minutes 1 --faults 8", "a one-minute check"),
+        ),
+    ),
 }
 
 
