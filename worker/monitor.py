@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.jobs import heartbeat
+from core.db.models import utcnow
 from core.db.workers import WorkerInfo, touch_worker
 from worker.curves import LossCurves
 
@@ -34,6 +37,7 @@ class JobMonitor:
         heartbeat_seconds: float,
         progress_interval: float = 1.0,
         worker: WorkerInfo | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.session_factory = session_factory
         self.job_id = job_id
@@ -43,6 +47,7 @@ class JobMonitor:
         self.heartbeat_seconds = max(0.2, min(heartbeat_seconds, lease_seconds / 3))
         self.progress_interval = progress_interval
         self.worker = worker
+        self.clock = clock  # the time leases are extended from (``worker.runtime.Runtime.clock``)
         self.cancel_requested = False
         self.lease_lost = False
         self.curves = LossCurves()
@@ -113,6 +118,7 @@ class JobMonitor:
                 lease_seconds=self.lease_seconds,
                 progress=progress,
                 loss_curves=curves or None,
+                now=self.clock(),
             )
         except Exception as error:  # a DB blip: keep training, try again at the next beat
             log.warning("heartbeat failed for job %s: %s", self.job_id, type(error).__name__)

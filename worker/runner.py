@@ -91,6 +91,7 @@ def _deliver(runtime: Runtime, *, job_id: str, work: Work) -> tuple[RunResult, p
         job_id=job_id,
         worker_id=runtime.worker_id,
         lease_seconds=runtime.settings.job_lease_seconds,
+        now=runtime.clock(),
     )
     if claim.outcome is protocol.ClaimOutcome.WAIT:
         return RunResult(Outcome.WAIT, claim.reason), claim
@@ -104,6 +105,7 @@ def _deliver(runtime: Runtime, *, job_id: str, work: Work) -> tuple[RunResult, p
         lease_seconds=runtime.settings.job_lease_seconds,
         heartbeat_seconds=runtime.settings.job_heartbeat_seconds,
         worker=runtime.worker_info,
+        clock=runtime.clock,
     )
     try:
         with monitor:
@@ -124,6 +126,9 @@ def _attempt(runtime: Runtime, *, claim: protocol.Claim, monitor: JobMonitor, wo
         return _stopped(runtime, claim=claim, monitor=monitor)
     try:
         detail = work.publish(runtime, claim=claim, product=product)
+    except protocol.CancelRequestedError:  # committed after the monitor's last beat: it still wins
+        work.discard(runtime, product=product)
+        return _stopped(runtime, claim=claim, monitor=monitor)
     except (protocol.LeaseLostError, protocol.LineageConflictError):
         work.discard(runtime, product=product)  # nothing was written: no row will reference it
         raise
@@ -138,7 +143,7 @@ def _stopped(runtime: Runtime, *, claim: protocol.Claim, monitor: JobMonitor) ->
     monitor.stop()
     if monitor.lease_lost:
         return _lease_lost(runtime, job_id=claim.job_id)
-    cancelled = protocol.mark_cancelled(runtime.session_factory, **claim.fence)
+    cancelled = protocol.mark_cancelled(runtime.session_factory, **claim.fence, now=runtime.clock())
     return RunResult(Outcome.CANCELLED, "cancelled", finished=cancelled)
 
 
@@ -167,5 +172,7 @@ def _fail(runtime: Runtime, *, claim: protocol.Claim, error: Exception, kind: st
         type(error).__name__,
         exc_info=None if final else error,
     )
-    ended = protocol.fail_job(runtime.session_factory, **claim.fence, error=message, final=final)
+    ended = protocol.fail_job(
+        runtime.session_factory, **claim.fence, error=message, final=final, now=runtime.clock()
+    )
     return RunResult(Outcome.FAILED if ended else Outcome.RETRY, message, finished=ended)

@@ -15,16 +15,17 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.models import AdapterVersion
+from core.db.models import AdapterVersion, utcnow
 from core.db.session import make_session_factory
 from core.db.workers import WorkerInfo
 from core.settings import Settings, get_settings
@@ -49,6 +50,9 @@ class Runtime:
     """The resources of one worker process (one per pool child)."""
 
     settings: Settings
+    # The time the job protocol's leases are read against (claims, heartbeats, outcomes): the
+    # wall clock; a model of the protocol drives its own (docs/architecture.md, "The job protocol").
+    clock: Callable[[], datetime] = utcnow
 
     @cached_property
     def session_factory(self) -> sessionmaker[Session]:

@@ -27,6 +27,7 @@ from core.db.jobs.claim import (
 )
 from core.db.jobs.inputs import ensure_generation, upload_paths
 from core.db.jobs.lifecycle import (
+    CancelRequestedError,
     LeaseLostError,
     Publication,
     fail_job,
@@ -42,6 +43,7 @@ from core.db.jobs.maintenance import ReconcileReport, collect_orphans, reconcile
 __all__ = [
     "ACTIVE_STATES",
     "STARTING_PROGRESS",
+    "CancelRequestedError",
     "Claim",
     "ClaimOutcome",
     "Heartbeat",

@@ -107,7 +107,8 @@ def claim_job(
             )
             .execution_options(synchronize_session=False)
         )
-        job = session.get(Job, job_id, populate_existing=True)
+        # Locked: a refusal may end the job, and must not overwrite a publish committed meanwhile.
+        job = session.get(Job, job_id, populate_existing=True, with_for_update=True)
         if job is None:
             return Claim(ClaimOutcome.SKIP, "no such job", job_id)
         if result.rowcount == 1:

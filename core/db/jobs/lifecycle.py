@@ -42,6 +42,10 @@ class LeaseLostError(RuntimeError):
     """The caller's fencing token is no longer the job's: another attempt owns it, or it ended."""
 
 
+class CancelRequestedError(RuntimeError):
+    """The user asked the job to stop before its publish committed: nothing was written."""
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """What ``release`` records (default: ``job.<state>`` about the job, with its kind)."""
@@ -126,10 +130,18 @@ def _owned(session: Session, *, job_id: str, fencing_token: int) -> Job | None:
     return job
 
 
-def _owned_or_raise(session: Session, *, job_id: str, fencing_token: int) -> Job:
+def _publishable(session: Session, *, job_id: str, fencing_token: int) -> Job:
+    """The locked job a publish may complete: still this attempt's, and no cancel requested.
+
+    The cancel check is here, under the row lock, because the worker's own check reads its
+    monitor's last heartbeat: a cancel committed after that beat would otherwise still publish
+    (docs/architecture.md, "The job protocol").
+    """
     job = _owned(session, job_id=job_id, fencing_token=fencing_token)
     if job is None:
         raise LeaseLostError("the job is no longer owned by this attempt")
+    if job.cancel_requested:
+        raise CancelRequestedError("the job was cancelled before its result was published")
     return job
 
 
@@ -161,12 +173,13 @@ def publish_training(
     """Make a trained task visible, in one transaction (the version directory already exists).
 
     Adapter + Fisher rows (unique per job), compare-and-swap of the user's head from the parent,
-    concept ``ready``, job ``succeeded``. Raises ``LeaseLostError`` if the fencing token is stale
-    and ``LineageConflictError`` if the user's head moved; either way nothing is written.
+    concept ``ready``, job ``succeeded``. Raises ``LeaseLostError`` if the fencing token is stale,
+    ``CancelRequestedError`` if the user cancelled and ``LineageConflictError`` if the user's head
+    moved; either way nothing is written.
     """
     now = now or utcnow()
     with write_transaction(session_factory) as session:
-        job = _owned_or_raise(session, job_id=job_id, fencing_token=fencing_token)
+        job = _publishable(session, job_id=job_id, fencing_token=fencing_token)
         user = session.scalar(select(User).where(User.id == job.user_id).with_for_update())
         if user is None:
             raise LeaseLostError("the user no longer exists")
@@ -251,7 +264,7 @@ def publish_generation(
     """
     now = now or utcnow()
     with write_transaction(session_factory) as session:
-        job = _owned_or_raise(session, job_id=job_id, fencing_token=fencing_token)
+        job = _publishable(session, job_id=job_id, fencing_token=fencing_token)
         rows = [GeneratedImage(user_id=job.user_id, generation_id=generation_id, **image) for image in images]
         session.add_all(rows)
         session.flush()
@@ -317,7 +330,8 @@ def request_cancel(
     """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
     now = now or utcnow()
     with write_transaction(session_factory) as session:
-        job = session.get(Job, job_id, populate_existing=True)
+        # Locked: a publish or a claim committing meanwhile is seen, not overwritten (PostgreSQL).
+        job = session.get(Job, job_id, populate_existing=True, with_for_update=True)
         if job is None:
             raise LookupError("no such job")
         if job.is_final:

@@ -99,7 +99,9 @@ def _repair(
     stuck_filter: tuple[Any, ...],
 ) -> None:
     with write_transaction(session_factory) as session:
-        expired = session.scalars(select(Job).where(*expired_filter)).all()
+        # Locked (and re-checked by PostgreSQL after a wait): a job whose attempt published
+        # meanwhile is no longer expired, and is not given up over its result.
+        expired = session.scalars(select(Job).where(*expired_filter).with_for_update()).all()
         for job in expired:
             if job.attempts >= job.max_attempts:
                 give_up(session, job=job, now=now)
