@@ -100,7 +100,7 @@ def job_fates(session_factory: sessionmaker[Session], accepted: Iterable[Accepte
         for item in accepted:
             job = session.get(Job, item.job_id)
             effects = _effects(session, item)
-            if finals[item.job_id] > 1 or effects > 1 or publishes[item.job_id] > 1:
+            if finals[item.job_id] + publishes[item.job_id] > 1 or effects > 1:
                 twice.append(item.job_id)
             elif job is None or job.state != "succeeded" or effects == 0:
                 lost.append(item.job_id)

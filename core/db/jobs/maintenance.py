@@ -133,7 +133,8 @@ def collect_orphans(
     * ``adapters/<user>/<version>`` without an ``adapter_versions`` row (a crash between the
       rename and the publish commit, or a publish that lost its lease);
     * ``staging/<job>`` and ``checkpoints/<job>`` of jobs that are final or gone;
-    * ``images/<file>`` without an ``images`` row (a generation that did not publish);
+    * ``images/<file>`` without an ``images`` row (a generation that did not publish), and the
+      temporary files of writes killed midway in any of these folders;
     * ``uploads/<file>`` without an ``uploads`` row (an upload request killed before its commit;
       ``core.db.cleanup.collect_orphan_uploads``, after at most ``UPLOAD_ORPHAN_GRACE_SECONDS``).
 
@@ -141,8 +142,8 @@ def collect_orphans(
     """
     now = now or utcnow()
     cutoff = now.timestamp() - older_than_seconds
-    candidates = {
-        folder: store.old_entries(folder, depth=depth, older_than=cutoff)
+    candidates = {  # temporary files too: a process killed inside ``write_bytes`` leaves one
+        folder: store.old_entries(folder, depth=depth, older_than=cutoff, include_temp=True)
         for folder, depth in (("adapters", 2), ("staging", 1), ("checkpoints", 1), ("images", 1))
     }
     orphans: list[str] = []
