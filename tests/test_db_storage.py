@@ -253,3 +253,32 @@ def test_s3_prefixes_are_normalised_and_checked() -> None:
     assert normalise_prefix("/a/b/") == "a/b/"
     with pytest.raises(StorageError):
         normalise_prefix("a/../b")
+
+
+class WithoutVersions:
+    """A real client to the moto server, answering ListObjectVersions as a server without
+    versioning does (Cloudflare R2, Google Cloud Storage: NotImplemented)."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def get_paginator(self, name: str) -> object:
+        from botocore.exceptions import ClientError
+
+        if name == "list_object_versions":
+            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "ListObjectVersions")
+        return self._client.get_paginator(name)
+
+
+def test_s3_a_server_without_versions_still_deletes_and_checks(moto_s3: MotoS3, tmp_path: Path) -> None:
+    bucket = moto_s3.new_bucket()
+    store = S3Store(client=WithoutVersions(moto_s3.client()), bucket=bucket)
+    upload = store.write_bytes(store.new_upload_path(), b"raw").path
+    version = store.adapter_dir(user_id=str(uuid.uuid4()), version_id=str(uuid.uuid4()))
+    store.put_dir(_version_folder(tmp_path), version)
+    assert store.raw_upload_bytes_remain() and len(moto_s3.keys(bucket)) == 3
+    store.delete_many([upload, version])
+    assert moto_s3.keys(bucket) == [] and not store.raw_upload_bytes_remain()

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 DELETE_BATCH = 1000  # keys per DeleteObjects request (the S3 limit)
 MISSING = {"404", "NoSuchKey", "NotFound"}
+UNVERSIONED = {"NotImplemented", "501", "MethodNotAllowed"}  # a server without ListObjectVersions
 
 
 class S3Store(ArtifactStore):
@@ -120,12 +121,10 @@ class S3Store(ArtifactStore):
     # ---- reading ---------------------------------------------------------------------------
     def _get(self, relative: str) -> Any:
         """The open ``GetObject`` body; ``FileNotFoundError`` when there is no such object."""
-        from botocore.exceptions import ClientError
-
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.key(relative))["Body"]
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in MISSING:
+        except Exception as error:
+            if _code(error) in MISSING:
                 raise FileNotFoundError(relative) from None
             raise
 
@@ -205,34 +204,49 @@ class S3Store(ArtifactStore):
         for page in pages:
             yield from page.get("Contents", [])
 
-    def _objects(self, relative: str) -> Iterator[dict[str, str]]:
-        """Every version and delete marker of the key ``relative`` and of the keys below it."""
+    def _objects(self, relative: str) -> list[dict[str, str]]:
+        """Every version and delete marker of the key ``relative`` and of the keys below it (the
+        current objects only where the server has no versions: Cloudflare R2, GCS)."""
         key = self.key(relative)
-        pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key)
-        for page in pages:
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                if item["Key"] == key or item["Key"].startswith(key + "/"):
-                    yield {"Key": item["Key"], "VersionId": item["VersionId"]}
+        try:
+            found = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for page in self.client.get_paginator("list_object_versions").paginate(
+                    Bucket=self.bucket, Prefix=key
+                )
+                for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+        except Exception as error:
+            if _code(error) not in UNVERSIONED:
+                raise
+            found = [{"Key": item["Key"]} for item in self._list(key)]
+        return [item for item in found if item["Key"] == key or item["Key"].startswith(key + "/")]
 
     # ---- deleting --------------------------------------------------------------------------
     def delete(self, relative: str) -> None:
         """Remove the object ``relative`` and everything below it, every version; idempotent;
         ``StorageError`` if anything is left."""
-        objects = list(self._objects(relative))
+        objects = self._objects(relative)
         for start in range(0, len(objects), DELETE_BATCH):
             answer = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects[start : start + DELETE_BATCH], "Quiet": True}
             )
             if answer.get("Errors"):
                 raise StorageError("the object store refused to delete some objects")
-        if any(True for _ in self._objects(relative)):
+        if self._objects(relative):
             raise StorageError("a deleted path is still present")
 
     # ---- privacy checks --------------------------------------------------------------------
     def raw_upload_bytes_remain(self, paths: list[str] | None = None) -> bool:
         """True if any object (any version) remains under ``uploads/``, or at one of ``paths``."""
         targets = paths if paths is not None else [UPLOADS]
-        return any(any(True for _ in self._objects(relative)) for relative in targets)
+        return any(self._objects(relative) for relative in targets)
+
+
+def _code(error: Exception) -> str | None:
+    """The S3 error code of a botocore ``ClientError`` (None for any other exception)."""
+    response = getattr(error, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 def normalise_prefix(prefix: str) -> str:
