@@ -96,3 +96,11 @@ def _keys_of_images(harness: ApiHarness, user_id: str) -> list[str]:
     with harness.session_factory() as session:
         paths = session.scalars(select(GeneratedImage.path).where(GeneratedImage.user_id == user_id))
         return [f"api-test/{path}" for path in paths]
+
+
+def test_readiness_checks_the_bucket(s3_api: ApiHarness, moto_s3: MotoS3) -> None:
+    ready = s3_api.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["store"] == "ok"
+    moto_s3.client().delete_bucket(Bucket=_bucket(s3_api))  # empty: deleted, the API's bucket is gone
+    gone = s3_api.client.get("/readyz")
+    assert gone.status_code == 503 and gone.json()["checks"]["store"] == "error: ClientError"

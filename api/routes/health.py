@@ -1,7 +1,8 @@
-"""``/healthz`` (liveness), ``/readyz`` (database, broker, workers), ``/metrics`` (Prometheus).
+"""``/healthz`` (liveness), ``/readyz`` (database, broker, workers, store), ``/metrics`` (Prometheus).
 
 Readiness (docs/service.md, "Health, readiness and metrics"): the database and the broker must be
-reachable; the workers are reported as live when a worker's main process was seen recently
+reachable, and an object store's bucket too (a local store has nothing to check); the workers
+are reported as live when a worker's main process was seen recently
 (``core.db.workers.live_workers``), and none live is a 503 only where the settings expect a
 worker (``ready_requires_worker``: ``mnemo serve`` turns it on). ``/metrics`` is open, closed
 (404) or behind a bearer token, as the settings say (``api.metrics.metrics_access``).
@@ -95,8 +96,8 @@ async def check_workers(services: Services) -> str:
     responses={
         503: {
             "model": Health,
-            "description": "the database or the broker is unreachable, or no worker is live where "
-            "one is required (MNEMO_READY_REQUIRES_WORKER; on under `mnemo serve`)",
+            "description": "the database, the broker or the object store's bucket is unreachable, or "
+            "no worker is live where one is required (MNEMO_READY_REQUIRES_WORKER; on under `mnemo serve`)",
         }
     },
     summary="Readiness: the database and the broker are reachable, and the workers are live",
@@ -107,6 +108,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "broker": await check_broker(services),
         "workers": await check_workers(services),
     }
+    if services.store.remote:  # an object store: its bucket must answer (docs/deployment.md)
+        checks["store"] = await _run_check("store", services.store.check)
     ok = not any(value.startswith("error") for value in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())

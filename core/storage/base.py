@@ -83,6 +83,8 @@ def _check_id(value: str, what: str) -> str:
 class ArtifactStore(Protocol):
     """Files of the service by relative path: the layout (shared) and the operations (per backend)."""
 
+    remote: bool = False  # reached over the network: /readyz checks it (``check``)
+
     # ---- layout ----------------------------------------------------------------------------
     @staticmethod
     def new_upload_path() -> str:
@@ -121,6 +123,9 @@ class ArtifactStore(Protocol):
         """The stored file in chunks, opened now (``FileNotFoundError`` at once when it is not
         there), read as the iterator is consumed."""
         return iter([self.read_bytes(relative)])
+
+    def check(self) -> None:
+        """Raise when the store cannot be used (a remote store: its bucket is not reachable)."""
 
     def download_url(self, relative: str, *, expires_seconds: int) -> str | None:
         """A URL a client may fetch the file from directly for ``expires_seconds``, or None when

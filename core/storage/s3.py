@@ -47,6 +47,8 @@ UNVERSIONED = {"NotImplemented", "501", "MethodNotAllowed"}  # a server without 
 class S3Store(ArtifactStore):
     """Files of the service as objects under ``prefix`` in ``bucket``."""
 
+    remote = True
+
     def __init__(
         self, *, client: Any, bucket: str, prefix: str = "", sse: str = "", sse_kms_key_id: str = ""
     ) -> None:
@@ -68,6 +70,7 @@ class S3Store(ArtifactStore):
         config = Config(
             signature_version="s3v4",
             retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=10,
             # An S3-compatible server (MinIO, Ceph) is addressed by path, AWS by virtual host.
             s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
         )
@@ -84,6 +87,10 @@ class S3Store(ArtifactStore):
             sse=settings.s3_sse,
             sse_kms_key_id=settings.s3_sse_kms_key_id,
         )
+
+    def check(self) -> None:
+        """``HeadBucket``: the endpoint answers, the bucket exists and the credentials reach it."""
+        self.client.head_bucket(Bucket=self.bucket)
 
     def key(self, relative: str) -> str:
         """The object key of a stored relative path (refused if it could leave the store)."""
