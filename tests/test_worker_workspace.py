@@ -9,20 +9,29 @@ from pathlib import Path
 import pytest
 
 from core.db.models import AdapterVersion
-from core.storage import LocalStore
+from core.storage import ArtifactStore
 from tests.conftest import make_settings
 from worker.runtime import CorruptVersionError, Runtime
 from worker.workspace import STAGED, Workspace
 
 
-def _version(store: LocalStore) -> AdapterVersion:
+def _version(store: ArtifactStore) -> AdapterVersion:
     path = store.adapter_dir(user_id=str(uuid.uuid4()), version_id=str(uuid.uuid4()))
     store.write_bytes(f"{path}/adapter.safetensors", b"adapter")
     return AdapterVersion(id=str(uuid.uuid4()), path=path, files=store.describe_dir(path))
 
 
-def test_a_staged_version_is_a_verified_copy_removed_after_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_staged_version_is_a_verified_copy_removed_after_use(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the data directory, or from a bucket (moto's S3 server) into the host's workspace."""
+    if backend == "s3":
+        moto = request.getfixturevalue("moto_s3")
+        for name, value in moto.env(moto.new_bucket()).items():
+            monkeypatch.setenv(name, value)
     runtime = Runtime(make_settings(data_dir=tmp_path / "data", database_url="sqlite://"))
+    assert runtime.workspace.is_store(runtime.store) == (backend == "local")
     version = _version(runtime.store)
     with runtime.staged_version(version) as directory:
         assert (directory / "adapter.safetensors").read_bytes() == b"adapter"
