@@ -7,9 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import AdapterLineage, JobStateName, Progress, UserOut
-
-CURSOR_DOC = "pass it as ?cursor= for the next page; null on the last page"
+from api.schemas import CURSOR_DOC, AdapterLineage, JobStateName, Progress, UserOut
 
 
 class UserTotalsOut(BaseModel):

@@ -17,12 +17,26 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import contract, dashboard
+from api.cors import install_cors
 from api.deps import Services
 from api.dispatch import outbox_dispatcher
 from api.errors import ErrorBoundaryMiddleware, install_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import adapters, admin, admin_read, concepts, docs, export, generate, health, images, jobs, me
+from api.routes import (
+    adapters,
+    admin,
+    admin_read,
+    concepts,
+    docs,
+    export,
+    generate,
+    generations,
+    health,
+    images,
+    jobs,
+    me,
+)
 from core.db.session import make_session_factory
 from core.settings import Settings
 from core.storage import make_store
@@ -67,7 +81,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     app.state.services = services
     app.state.metrics = ApiMetrics(session_factory)
 
-    for module in (concepts, jobs, generate, images, adapters, export, me, admin, admin_read, health, docs):
+    routers = (concepts, jobs, generate, generations, images, adapters, export, me, admin, admin_read)
+    for module in (*routers, health, docs):
         app.include_router(module.router, responses=contract.router_responses(module.router))
     dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -75,6 +90,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Callable[[], Non
     max_upload = settings.max_files_per_concept * settings.max_upload_bytes + BODY_OVERHEAD_BYTES
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=max_upload, max_other_bytes=MAX_JSON_BYTES)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    install_cors(app, origins=settings.cors_origins)
     app.add_middleware(ErrorBoundaryMiddleware)  # outermost: it sees every answer and every error
     install_handlers(app, page=_dashboard_page)
     return app

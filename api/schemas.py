@@ -17,8 +17,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from core.db.users import USER_NAME
 
 JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobKindName = Literal["train", "generate"]
 ConceptStatusName = Literal["queued", "training", "ready", "failed", "cancelled"]
 
+CURSOR_DOC = "pass it as ?cursor= for the next page; null on the last page"
 NUL = "\x00"
 NO_NUL_PATTERN = r"^[^\x00]*$"
 NUL_MESSAGE = "must not contain the NUL character (U+0000)"
@@ -86,7 +88,7 @@ class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    kind: Literal["train", "generate"]
+    kind: JobKindName
     state: JobStateName
     seq: int = Field(description="per-user order; a user's jobs run strictly in this order")
     concept_id: str | None
@@ -123,7 +125,13 @@ class ConceptCreated(BaseModel):
 
 
 class ConceptList(BaseModel):
-    concepts: list[ConceptOut]
+    concepts: list[ConceptOut] = Field(description="oldest first")
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="newest first (by seq)")
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
 
 
 class GenerateIn(InputModel):
@@ -151,6 +159,20 @@ class GenerateOut(BaseModel):
     images: list[ImageRef] = Field(description="filled once the job has succeeded")
 
 
+class GenerationOut(BaseModel):
+    id: str = Field(description="the generation id (GenerateOut.generation_id)")
+    prompt: str
+    params: dict[str, Any] = Field(description="negative_prompt, n, steps, guidance_scale, seed")
+    job: JobOut
+    images: list[ImageRef] = Field(description="filled once the job has succeeded")
+    created_at: datetime
+
+
+class GenerationList(BaseModel):
+    generations: list[GenerationOut] = Field(description="newest first")
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
+
+
 class AdapterVersionOut(BaseModel):
     id: str = Field(description="the version id")
     version: int = Field(description="1-based position in the lineage chain")
@@ -169,6 +191,10 @@ class AdapterVersionOut(BaseModel):
 class AdapterLineage(BaseModel):
     head: str | None = Field(description="the current version id (None before the first trained concept)")
     versions: list[AdapterVersionOut] = Field(description="oldest first; each version's parent precedes it")
+
+
+class AdapterPage(AdapterLineage):
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
 
 
 class ErasureOut(BaseModel):

@@ -162,6 +162,18 @@ class Settings(BaseSettings):
         default=300, ge=1, description="the window failed attempts are counted in, and the longest lockout"
     )
 
+    # API conventions (docs/api.md).
+    idempotency_key_seconds: int = Field(
+        default=86400,
+        ge=60,
+        description="how long an Idempotency-Key of POST /v1/concepts and /v1/generate is remembered",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="comma-separated origins allowed to call the API from a browser (`*`: any); "
+        "empty: no CORS headers",
+    )
+
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
@@ -169,6 +181,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'mnemo.db'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        if self.store == "s3" and not self.s3_bucket:
+            raise ValueError("MNEMO_STORE=s3 needs MNEMO_S3_BUCKET")
         return self
 
     @property
@@ -216,7 +230,5 @@ def settings_reference() -> list[tuple[str, str, str]]:
 
 
 def get_settings() -> Settings:
-        if self.store == "s3" and not self.s3_bucket:
-            raise ValueError("MNEMO_STORE=s3 needs MNEMO_S3_BUCKET")
     """Settings from the environment (a fresh object: cheap, and tests can change the env)."""
     return Settings()

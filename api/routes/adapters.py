@@ -6,17 +6,31 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import contract, pagination
 from api.deps import SessionDep, UserDep
-from api.schemas import AdapterLineage, AdapterVersionOut
+from api.pagination import MAX_PAGE, Cursor, Limit
+from api.schemas import AdapterLineage, AdapterPage, AdapterVersionOut
 from core.db.jobs import user_lineage
 from core.db.models import Concept
 
 router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 
 
-@router.get("", response_model=AdapterLineage, summary="Your adapter versions, first task to current head")
-def list_adapters(user: UserDep, session: SessionDep) -> AdapterLineage:
-    return lineage_out(session, user_id=user.id)
+@router.get(
+    "",
+    response_model=AdapterPage,
+    responses=contract.PAGE,
+    summary="Your adapter versions, first task to current head (paginated)",
+)
+def list_adapters(
+    user: UserDep, session: SessionDep, limit: Limit = MAX_PAGE, cursor: Cursor = None
+) -> AdapterPage:
+    """A page of the chain: the versions after position ``cursor`` (``version`` is the position)."""
+    lineage = lineage_out(session, user_id=user.id)
+    after = max(0, pagination.integer(cursor) or 0)
+    rows = lineage.versions[after : after + limit + 1]
+    shown, next_cursor = pagination.page(rows, limit=limit, key=lambda v: (v.version,))
+    return AdapterPage(head=lineage.head, versions=shown, next_cursor=next_cursor)
 
 
 def lineage_out(session: Session, *, user_id: str) -> AdapterLineage:

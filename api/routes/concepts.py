@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, HTTPException, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, HTTPException, Response, UploadFile, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import contract
-from api.deps import ServicesDep, SessionDep, UserDep, not_found
+from api import contract, idempotency, pagination
+from api.deps import Services, ServicesDep, SessionDep, UserDep, not_found
+from api.idempotency import IdempotencyKeyHeader
+from api.pagination import DEFAULT_PAGE, Cursor, Limit
 from api.quotas import ConceptQuotaDep
 from api.schemas import ConceptCreated, ConceptList, ConceptOut, JobOut
+from core.db import lists
 from core.db.enqueue import ConceptExistsError, TrainRequest, create_train_job
 from core.db.models import Concept, Job, JobKind
-from core.db.session import write_transaction
 from core.faults import crash_point
 from core.storage import StoredFile
 from core.uploads import UploadError, validate_images
@@ -74,15 +78,15 @@ def _validate_fields(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ConceptCreated,
-    responses=UPLOAD_ERRORS,
+    responses={**UPLOAD_ERRORS, **idempotency.RESPONSES},
     summary="Upload a concept's images and queue its training",
 )
 def create_concept(
     user: UserDep,
     _quota: ConceptQuotaDep,
-    session: SessionDep,
     services: ServicesDep,
     background: BackgroundTasks,
+    response: Response,
     name: Annotated[
         str, Form(description="a slug; the concept's token is <name>", json_schema_extra=NAME_SCHEMA)
     ],
@@ -92,6 +96,7 @@ def create_concept(
     ] = None,
     method: Annotated[str | None, Form(description=f"default {DEFAULT_METHOD}")] = None,
     steps: Annotated[int | None, Form(description="training steps (default from the engine preset)")] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ConceptCreated:
     request = _validate_fields(
         name=name,
@@ -100,10 +105,6 @@ def create_concept(
         steps=steps,
         max_steps=services.settings.train_max_steps,
     )
-    if session.scalar(select(Concept.id).where(Concept.user_id == user.id, Concept.name == request.name)):
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail=str(ConceptExistsError(request.name))
-        )
     limits = services.upload_limits
     if len(images) > limits.max_files:
         raise HTTPException(
@@ -111,26 +112,60 @@ def create_concept(
             detail=f"at most {limits.max_files} images per concept, got {len(images)}",
         )
     files = [(upload.filename, upload.file.read(limits.max_bytes + 1)) for upload in images]
+    keyed = {
+        "operation": "concepts.create",
+        **asdict(request),
+        "images": [hashlib.sha256(data).hexdigest() for _, data in files],
+    }
+    earlier = idempotency.replay(services, user_id=user.id, key=idempotency_key, request=keyed)
+    if earlier is None:
+        earlier = _store_and_queue(
+            services, user_id=user.id, request=request, files=files, key=idempotency_key, keyed=keyed
+        )
+        background.add_task(services.dispatch)
+    del files
+    response.headers.update(earlier.headers)
+    return created_out(services, job_id=earlier.job_id)
+
+
+def _store_and_queue(
+    services: Services,
+    *,
+    user_id: str,
+    request: TrainRequest,
+    files: list[tuple[str | None, bytes]],
+    key: str | None,
+    keyed: dict[str, object],
+) -> idempotency.Created:
+    """Validate and store the images, then the concept and its job (once per key)."""
+    with services.session_factory() as session:
+        if session.scalar(select(Concept.id).where(Concept.user_id == user_id, Concept.name == request.name)):
+            raise HTTPException(
+                status_code=status.HTTP_409_CONFLICT, detail=str(ConceptExistsError(request.name))
+            )
     try:
-        cleaned = validate_images(files, limits=limits)
+        cleaned = validate_images(files, limits=services.upload_limits)
     except UploadError as error:
         raise HTTPException(status_code=error.status, detail=error.message) from None
-    finally:
-        del files
     stored: list[StoredFile] = []
     try:
         for image in cleaned:
             stored.append(services.store.write_bytes(services.store.new_upload_path(), image.png))
             crash_point("api.upload.partial")  # docs/faults.md
         crash_point("api.upload.before_commit")
-        with write_transaction(services.session_factory) as tx:
-            concept, job = create_train_job(
+        created = idempotency.create_once(
+            services,
+            user_id=user_id,
+            key=key,
+            request=keyed,
+            create=lambda tx: create_train_job(
                 tx,
-                user_id=user.id,
+                user_id=user_id,
                 request=request,
                 uploads=stored,
                 max_attempts=services.settings.job_max_attempts,
-            )
+            )[1],
+        )
     except BaseException as error:
         services.store.delete_many([s.path for s in stored])
         if isinstance(error, ConceptExistsError | IntegrityError):
@@ -139,19 +174,37 @@ def create_concept(
             ) from None
         raise
     crash_point("api.upload.after_commit")
-    background.add_task(services.dispatch)
-    return ConceptCreated(
-        concept=ConceptOut.model_validate(concept).model_copy(update={"job_id": job.id}),
-        job=JobOut.model_validate(job),
-    )
+    if created.replayed:  # a concurrent request with the same key made the job: these files are spare
+        services.store.delete_many([s.path for s in stored])
+    return created
 
 
-@router.get("", response_model=ConceptList, summary="Your concepts, oldest first")
-def list_concepts(user: UserDep, session: SessionDep) -> ConceptList:
-    concepts = session.scalars(
-        select(Concept).where(Concept.user_id == user.id).order_by(Concept.created_at, Concept.name)
-    ).all()
-    return ConceptList(concepts=concepts_out(session, list(concepts)))
+def created_out(services: Services, *, job_id: str) -> ConceptCreated:
+    """The answer of an upload: its concept and training job as they are now."""
+    with services.session_factory() as session:
+        job = session.get(Job, job_id)
+        concept = session.get(Concept, job.concept_id) if job and job.concept_id else None
+        if job is None or concept is None:  # the account was erased meanwhile
+            raise not_found()
+        return ConceptCreated(
+            concept=ConceptOut.model_validate(concept).model_copy(update={"job_id": job.id}),
+            job=JobOut.model_validate(job),
+        )
+
+
+@router.get(
+    "",
+    response_model=ConceptList,
+    responses=contract.PAGE,
+    summary="Your concepts, oldest first (paginated)",
+)
+def list_concepts(
+    user: UserDep, session: SessionDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> ConceptList:
+    after = pagination.time_and_id(cursor)
+    rows = lists.concepts(session, user_id=user.id, limit=limit + 1, after=after)
+    shown, next_cursor = pagination.page(rows, limit=limit, key=lambda c: (c.created_at, c.id))
+    return ConceptList(concepts=concepts_out(session, shown), next_cursor=next_cursor)
 
 
 @router.get("/{concept_id}", response_model=ConceptOut, responses=contract.NOT_FOUND)

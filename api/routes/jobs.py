@@ -1,4 +1,5 @@
-"""``/v1/jobs``: a job's state and progress, a server-sent event stream of it, and cancel."""
+"""``/v1/jobs``: the user's jobs (paginated), a job's state and progress, a server-sent event
+stream of it, and cancel."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api import contract
+from api import contract, pagination
 from api.deps import Services, ServicesDep, SessionDep, UserDep, not_found
-from api.schemas import JobOut
+from api.pagination import DEFAULT_PAGE, Cursor, Limit
+from api.schemas import JobKindName, JobList, JobOut, JobStateName
+from core.db import lists
 from core.db.cleanup import delete_raw_uploads
 from core.db.jobs import request_cancel
 from core.db.models import Job, JobKind, JobState
@@ -30,6 +33,29 @@ def owned_job(session: Session, *, job_id: str, user_id: str) -> Job:
     if job is None:
         raise not_found()
     return job
+
+
+@router.get(
+    "", response_model=JobList, responses=contract.PAGE, summary="Your jobs, newest first (paginated)"
+)
+def list_jobs(
+    user: UserDep,
+    session: SessionDep,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+    kind: JobKindName | None = None,
+    state: JobStateName | None = None,
+) -> JobList:
+    rows = lists.jobs(
+        session,
+        user_id=user.id,
+        limit=limit + 1,
+        before_seq=pagination.integer(cursor),
+        kind=kind,
+        state=state,
+    )
+    shown, next_cursor = pagination.page(rows, limit=limit, key=lambda job: (job.seq,))
+    return JobList(jobs=[JobOut.model_validate(job) for job in shown], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=contract.NOT_FOUND)

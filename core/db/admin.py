@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased, defer
 
+from core.db import keyset
 from core.db.models import (
     AdapterVersion,
     ApiKey,
@@ -112,12 +113,8 @@ def list_users_page(
     session: Session, *, limit: int, after: tuple[datetime, str] | None = None
 ) -> list[UserRow]:
     """Users in creation order (then id), ``limit`` of them after the key ``after``."""
-    query = select(User).order_by(User.created_at, User.id).limit(limit)
-    if after is not None:
-        created, user_id = after
-        query = query.where(
-            or_(User.created_at > created, and_(User.created_at == created, User.id > user_id))
-        )
+    order = (User.created_at, User.id)
+    query = select(User).where(keyset.after(order, after)).order_by(*keyset.order(order)).limit(limit)
     users = list(session.scalars(query))
     totals = user_totals(session, user_ids=[u.id for u in users])
     return [UserRow(user=u, totals=totals[u.id]) for u in users]
@@ -266,6 +263,7 @@ class ActiveRow:
 
 
 ACTIVE = (JobState.RUNNING.value, JobState.QUEUED.value)
+ACTIVE_ORDER = (Job.created_at, Job.id)
 
 
 def active_jobs(
@@ -276,13 +274,10 @@ def active_jobs(
         select(Job, User.name, Concept.name)
         .join(User, User.id == Job.user_id)
         .outerjoin(Concept, Concept.id == Job.concept_id)
-        .where(Job.state.in_(ACTIVE))
-        .order_by(Job.created_at, Job.id)
+        .where(Job.state.in_(ACTIVE), keyset.after(ACTIVE_ORDER, after))
+        .order_by(*keyset.order(ACTIVE_ORDER))
         .limit(limit)
     )
-    if after is not None:
-        created, job_id = after
-        query = query.where(or_(Job.created_at > created, and_(Job.created_at == created, Job.id > job_id)))
     return [ActiveRow(job=j, user_name=u, concept_name=c) for j, u, c in session.execute(query)]
 
 
