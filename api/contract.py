@@ -8,6 +8,12 @@ when it takes a cursor. Error bodies are ``ErrorOut`` (a message) or, for 422,
 ``ValidationErrorOut`` (the field errors of FastAPI's validation) — 422 declares both, so a
 client generated from the document reads every answer (``tests/test_api_contract.py`` runs
 schemathesis against it).
+
+``LINKS`` are the document's OpenAPI links: which operation an answer's ids lead to (a created
+job to its state and its cancel, a list to its items, a lineage to an export). A client follows
+them, and schemathesis's stateful phase chains operations by them
+(``tests/test_api_contract_stateful.py``, two users: no 5xx, no contract failure, and another
+user's id always answers 404). ``router_responses`` attaches them to the operations they start from.
 """
 
 from __future__ import annotations
@@ -69,6 +75,63 @@ GENERATE_INVALID = error(
 )
 
 
+# (method, path, status) of an answer -> {link name: (target method, target path, {parameter: expression})}
+Link = tuple[str, str, dict[str, str]]
+JOB = {"job_id": "$response.body#/job/id"}
+GENERATED: dict[str, Link] = {
+    "GetJob": ("GET", "/v1/jobs/{job_id}", JOB),
+    "CancelJob": ("POST", "/v1/jobs/{job_id}/cancel", JOB),
+}
+LINKS: dict[tuple[str, str, int], dict[str, Link]] = {
+    ("POST", "/v1/generate", 202): GENERATED,
+    ("POST", "/v1/generate", 200): {
+        **GENERATED,
+        "GetImage": ("GET", "/v1/images/{image_id}", {"image_id": "$response.body#/images/0/id"}),
+    },
+    ("POST", "/generate", 202): GENERATED,
+    ("POST", "/v1/concepts", 202): {
+        "GetConcept": ("GET", "/v1/concepts/{concept_id}", {"concept_id": "$response.body#/concept/id"}),
+        **GENERATED,
+    },
+    ("GET", "/v1/concepts", 200): {
+        "GetConcept": ("GET", "/v1/concepts/{concept_id}", {"concept_id": "$response.body#/concepts/0/id"}),
+    },
+    ("GET", "/v1/jobs/{job_id}", 200): {
+        "CancelJob": ("POST", "/v1/jobs/{job_id}/cancel", {"job_id": "$response.body#/id"}),
+    },
+    ("POST", "/v1/jobs/{job_id}/cancel", 200): {
+        "GetJob": ("GET", "/v1/jobs/{job_id}", {"job_id": "$response.body#/id"}),
+    },
+    ("GET", "/v1/adapters", 200): {
+        "ExportAdapter": (
+            "GET",
+            "/v1/adapters/{version}/export",
+            {"version": "$response.body#/versions/0/id"},
+        ),
+    },
+}
+
+
+def _operation_ref(method: str, path: str) -> str:
+    """A JSON pointer to the operation in the document (``~1`` escapes ``/``)."""
+    return f"#/paths/{path.replace('~', '~0').replace('/', '~1')}/{method.lower()}"
+
+
+def _attach_links(route: APIRoute) -> None:
+    """Give ``route`` the links its answers start (a new dict: routes share the constants above)."""
+    responses = dict(route.responses)
+    for method in route.methods:
+        for (source_method, path, status), links in LINKS.items():
+            if (source_method, path) != (method, route.path):
+                continue
+            declared = {
+                name: {"operationRef": _operation_ref(target_method, target_path), "parameters": parameters}
+                for name, (target_method, target_path, parameters) in links.items()
+            }
+            responses[status] = {**responses.get(status, {}), "links": declared}
+    route.responses = responses
+
+
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
     for dependency in dependant.dependencies:
         if dependency.call is not None:
@@ -77,8 +140,11 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
 
 
 def router_responses(router: APIRouter) -> Responses:
-    """What every operation of ``router`` can answer, from its routes' dependencies."""
+    """What every operation of ``router`` can answer, from its routes' dependencies (and, on each
+    route, the ``LINKS`` its answers start)."""
     routes = [route for route in router.routes if isinstance(route, APIRoute)]
+    for route in routes:
+        _attach_links(route)
     calls = {call for route in routes for call in _calls(route.dependant)}
     responses = dict(COMMON)
     if current_user in calls:

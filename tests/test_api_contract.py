@@ -159,7 +159,15 @@ def _operation_ids(spec: dict[str, Any], operations: tuple[tuple[str, str], ...]
     ]
 
 
-def _schemathesis(base_url: str, *, key: str, excluded: list[str]) -> list[str]:
+def _schemathesis(
+    base_url: str,
+    *,
+    key: str,
+    excluded: list[str],
+    checks: tuple[str, ...] = CHECKS,
+    phases: str = "examples,coverage,fuzzing",
+    max_examples: int = EXAMPLES_PER_OPERATION,
+) -> list[str]:
     """The schemathesis command line: bounded (examples per operation, one worker, fixed seed)."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
@@ -168,11 +176,11 @@ def _schemathesis(base_url: str, *, key: str, excluded: list[str]) -> list[str]:
         "--header",
         f"Authorization: Bearer {key}",
         "--checks",
-        ",".join(CHECKS),
+        ",".join(checks),
         "--phases",
-        "examples,coverage,fuzzing",
+        phases,
         "--max-examples",
-        str(EXAMPLES_PER_OPERATION),
+        str(max_examples),
         "--seed",
         "20",
         "--workers",
