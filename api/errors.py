@@ -1,6 +1,7 @@
 """Error answers and error logs without user content (docs/architecture.md, "Uploads and privacy").
 
-* ``ErrorBoundaryMiddleware`` (outermost) gives every request an id, answered as ``X-Request-ID``,
+* ``ErrorBoundaryMiddleware`` (outermost) gives every request an id, answered as ``X-Request-ID``
+  and carried by every log line of the request (``core.logs.REQUEST_ID``),
   refuses a NUL character in the path or the query string with 422 before any route runs
   (PostgreSQL text cannot hold one), and turns an unhandled exception into the one 500
   ``{"detail": "internal error", "request_id": ...}``. The log line names the exception's type,
@@ -31,6 +32,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.schemas import NUL, NUL_MESSAGE
+from core.logs import REQUEST_ID
 
 log = logging.getLogger("mnemo.api")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -88,6 +90,13 @@ class ErrorBoundaryMiddleware:
             return
         ident = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = ident
+        token = REQUEST_ID.set(ident)  # every log line of this request carries it (core.logs)
+        try:
+            await self._answer(scope, receive, send, ident=ident)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, *, ident: str) -> None:
         started = False
 
         async def send_with_id(message: Message) -> None:

@@ -173,6 +173,9 @@ class Settings(BaseSettings):
         description="comma-separated origins allowed to call the API from a browser (`*`: any); "
         "empty: no CORS headers",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="log lines of the API and the worker: `text`, or one JSON object each"
+    )
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

@@ -15,6 +15,8 @@ from typing import Any
 ACCESS_LOGGER = "uvicorn.access"
 FILTER_NAME = "mnemo_drop_query"
 TARGET_ARG = 2  # uvicorn logs (client, method, target, http version, status)
+CONTEXT_FILTER = "mnemo_context"
+SERVICE_LOGGERS = ("api", "core", "worker", "mnemo")  # their INFO lines too, in JSON mode
 
 
 def without_query(target: str) -> str:
@@ -32,11 +34,29 @@ class DropQueryString(logging.Filter):
         return True
 
 
-def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's default logging configuration with ``DropQueryString`` on the access logger."""
+def uvicorn_log_config(log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's default logging configuration with ``DropQueryString`` on the access logger.
+
+    ``json`` (``MNEMO_LOG_FORMAT``) writes every line — uvicorn's, the access log's and the
+    service's own loggers' — as one JSON object with the request id (``core.logs``).
+    """
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})[FILTER_NAME] = {"()": f"{__name__}.DropQueryString"}
     config["loggers"][ACCESS_LOGGER].setdefault("filters", []).append(FILTER_NAME)
+    if log_format == "json":
+        _as_json(config)
     return config
+
+
+def _as_json(config: dict[str, Any]) -> None:
+    """Every handler formats JSON with the context ids; the service's loggers log through them."""
+    config["filters"][CONTEXT_FILTER] = {"()": "core.logs.ContextFilter"}
+    for formatter in config["formatters"]:
+        config["formatters"][formatter] = {"()": "core.logs.JsonFormatter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append(CONTEXT_FILTER)
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
+    for name in SERVICE_LOGGERS:
+        config["loggers"][name] = {"level": "INFO"}

@@ -191,7 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             log_level="info",
-            log_config=uvicorn_log_config(),
+            log_config=uvicorn_log_config(settings.log_format),
         )
     except KeyboardInterrupt:
         pass
@@ -212,7 +212,7 @@ def _api(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=args.workers,
         log_level=args.log_level,
-        log_config=uvicorn_log_config(),
+        log_config=uvicorn_log_config(settings.log_format),
         proxy_headers=True,
     )
     return 0
