@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 import torch
 
 from core.db.cleanup import job_output_paths, remove_files
@@ -60,3 +61,60 @@ def test_with_the_local_store_the_workspace_is_the_store(tmp_path: Path) -> None
     _save(mirror.restore(), 3)
     assert not mirror.push()
     assert [p.name for p in (tmp_path / "checkpoints" / job_id).iterdir()] == [FILENAME]
+
+
+def test_a_task_stopped_on_one_host_resumes_on_another_from_the_bucket(
+    tmp_path: Path, moto_s3: MotoS3
+) -> None:
+    """The engine on host A checkpoints, the mirror copies it to the bucket, A stops; host B
+    fetches it and finishes the task with the same weights as an uninterrupted run."""
+    from core.engine.backbone import build_tiny_backbone
+    from core.engine.config import TINY
+    from core.engine.errors import TaskCancelled
+    from core.engine.state import UserState
+    from core.engine.task import run_task
+    from tests.engine.conftest import COLOURS, concept_images
+
+    task = dict(
+        backbone=build_tiny_backbone(seed=0),
+        state=UserState.empty(),
+        concept="mug",
+        class_word="cup",
+        images=concept_images(COLOURS[0]),
+        method="dsc_ewc_dc",
+        config=TINY.with_(train_steps=6, consolidation_fraction=0.5, checkpoint_every=2),
+        prior_cache_dir=tmp_path / "prior",
+    )
+    uninterrupted = run_task(**task).state
+    bucket = moto_s3.new_bucket()
+    store, job_id = moto_s3.store(bucket), str(uuid.uuid4())
+
+    host_a = CheckpointMirror(store=store, workspace=Workspace(root=tmp_path / "a"), job_id=job_id)
+    seen: dict[str, object] = {}
+
+    def progress(phase: str, step: int, total: int, loss: float | None) -> None:
+        seen.update(phase=phase, step=step)
+
+    def stop_after_the_copy() -> bool:  # step 3's report copied step 2's checkpoint
+        return seen == {"phase": "train", "step": 3}
+
+    with pytest.raises(TaskCancelled):
+        run_task(
+            **task,
+            progress=host_a.watch(progress),
+            should_stop=stop_after_the_copy,
+            checkpoint_dir=host_a.restore(),
+        )
+    assert moto_s3.keys(bucket) == [f"checkpoints/{job_id}/{CHECKPOINT_FILE}"]
+
+    host_b = CheckpointMirror(store=store, workspace=Workspace(root=tmp_path / "b"), job_id=job_id)
+    steps: list[tuple[str, int]] = []
+    resumed = run_task(
+        **task,
+        progress=host_b.watch(lambda phase, step, total, loss: steps.append((phase, step))),
+        checkpoint_dir=host_b.restore(),
+    ).state
+    assert next(step for phase, step in steps if phase == "train") == 3  # resumed after step 2
+    for key, tensor in uninterrupted.task_adapters[-1].items():
+        assert torch.equal(tensor, resumed.task_adapters[-1][key]), key
+    assert torch.equal(uninterrupted.token_embeddings["<mug>"], resumed.token_embeddings["<mug>"])
