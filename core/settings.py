@@ -162,6 +162,32 @@ class Settings(BaseSettings):
         default=300, ge=1, description="the window failed attempts are counted in, and the longest lockout"
     )
 
+    # Webhooks (docs/webhooks.md): sent by a relay thread of each worker's main process.
+    webhook_allow_private_addresses: bool = Field(
+        default=False,
+        description="let webhooks reach private, loopback and link-local addresses (SSRF: keep off "
+        "unless every user may reach the service's own network)",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="connect, send and read timeout of one webhook attempt"
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30, description="attempts before a delivery fails")
+    webhook_retry_base_seconds: float = Field(
+        default=10.0, gt=0, description="delay after a first failed attempt, doubled after each (jittered)"
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="longest delay between two attempts of a delivery"
+    )
+    webhook_relay_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often the relay looks for due deliveries"
+    )
+    webhook_relay_threads: int = Field(
+        default=4, ge=1, le=64, description="deliveries in flight at once (one per webhook at most)"
+    )
+    webhook_retention_days: int = Field(
+        default=7, ge=1, description="finished deliveries are deleted after this many days"
+    )
+
     # API conventions (docs/api.md).
     idempotency_key_seconds: int = Field(
         default=86400,

@@ -139,7 +139,7 @@ def test_405_and_options_allow_exactly_the_documented_methods_of_the_path(api) -
     for template, item in spec["paths"].items():
         path = re.sub(r"\{[^}]+\}", "x", template)
         documented = {method.upper() for method in item}
-        for method in ("OPTIONS", "PUT"):
+        for method in sorted({"OPTIONS", "PUT"} - documented):  # PUT /v1/me/webhook exists
             response = api.client.request(method, path)
             assert response.status_code == 405, (method, template)
             allowed = {m.strip() for m in response.headers["allow"].split(",")}

@@ -7,6 +7,8 @@ interpreter so that nothing another test imported hides a violation.
 * ``core.db`` (every module below it) imports no torch;
 * ``core.queue`` imports no ML library, FastAPI or code of the API and the worker;
 * ``core.storage`` imports neither the database nor the engine;
+* ``core.webhooks`` (signing, URLs, the relay) imports no ML library, FastAPI or code of the API
+  and the worker;
 * ``core.vocabulary`` imports nothing of the project's heavier layers.
 """
 
@@ -69,9 +71,10 @@ def test_the_api_process_loads_no_ml_library() -> None:
         (("core.db.*",), ("torch", "diffusers", "transformers", "peft")),
         (("core.queue.*",), ("torch", "diffusers", "transformers", "peft", "fastapi", "api", "worker")),
         (("core.storage.*",), ("torch", "numpy", "sqlalchemy", "fastapi", "celery", "api", "worker")),
+        (("core.webhooks.*",), ("torch", "diffusers", "transformers", "peft", "fastapi", "api", "worker")),
         (("core.vocabulary",), ("torch", "numpy", "sqlalchemy", "fastapi", "celery")),
     ],
-    ids=["engine", "db", "queue", "storage", "vocabulary"],
+    ids=["engine", "db", "queue", "storage", "webhooks", "vocabulary"],
 )
 def test_each_core_layer_imports_only_its_own_dependencies(
     targets: tuple[str, ...], banned: tuple[str, ...]

@@ -1,10 +1,11 @@
-"""Worker lifecycle hooks: the presence heartbeat and the reconciler thread in the main process,
-import warm-up in children (``worker.warmup``).
+"""Worker lifecycle hooks: the presence heartbeat, the reconciler and the webhook relay threads in
+the main process, import warm-up in children (``worker.warmup``).
 
-The presence heartbeat (``worker.presence``: the worker counts as live for ``/readyz``) and the
-reconciler start when the worker is ready (after the pool children were forked) and stop at
-shutdown. ``MNEMO_WORKER_RECONCILER=0`` turns the reconciler off (for a second worker on the
-same database: one reconciler is enough, more are harmless).
+The presence heartbeat (``worker.presence``: the worker counts as live for ``/readyz``), the
+reconciler and the webhook relay (``worker.webhook_relay``) start when the worker is ready (after
+the pool children were forked) and stop at shutdown. ``MNEMO_WORKER_RECONCILER=0`` turns the
+reconciler off (for a second worker on the same database: one reconciler is enough, more are
+harmless).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from worker.loops import DaemonLoop
 from worker.presence import Presence
 from worker.reconciler import Reconciler
 from worker.warmup import start_warm_up
+from worker.webhook_relay import WebhookRelayLoop
 
 log = logging.getLogger(__name__)
 RECONCILER_ENV = "MNEMO_WORKER_RECONCILER"
@@ -33,11 +35,13 @@ def reconciler_enabled() -> bool:
 
 @worker_ready.connect
 def start_main_threads(**_: Any) -> None:
-    """The presence heartbeat, always; the reconciler unless ``MNEMO_WORKER_RECONCILER=0``."""
+    """The presence heartbeat and the webhook relay, always; the reconciler unless
+    ``MNEMO_WORKER_RECONCILER=0``."""
     if _main_threads:
         return
     settings = get_settings()
     _main_threads.append(Presence(settings=settings).start())
+    _main_threads.append(WebhookRelayLoop(settings=settings).start())
     if reconciler_enabled():
         reconciler = Reconciler(settings=settings).start()
         _main_threads.append(reconciler)

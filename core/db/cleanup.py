@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.audit import record
 from core.db.models import Concept, Job, Upload, utcnow
 from core.db.session import write_transaction
+from core.db.webhooks import emit_images_deleted
 from core.faults import crash_point
 from core.storage import ArtifactStore, StorageError
 from core.storage.base import UPLOADS
@@ -105,6 +106,7 @@ def _forget_uploads(
             )
         if files:
             record(session, action="uploads.delete", subject=job_id, details={"files": files})
+            emit_images_deleted(session, job_id=job_id, concept_id=concept_id, files=files, now=now)
 
 
 def collect_orphan_uploads(

@@ -24,9 +24,11 @@ from core.db.models import (
     Upload,
     User,
 )
+from core.db.webhooks import emit_job
 from core.queue.names import TASK_NAMES
 from core.storage import StoredFile
 from core.vocabulary import token_for
+from core.webhooks.events import JOB_QUEUED
 
 
 class ConceptExistsError(ValueError):
@@ -77,6 +79,7 @@ def _new_job(
     session.add(job)
     session.flush()
     session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[kind.value]))
+    emit_job(session, job=job, event=JOB_QUEUED)  # the webhook's outbox row (docs/webhooks.md)
     return job
 
 

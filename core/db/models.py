@@ -426,3 +426,60 @@ class IdempotencyKey(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    SUCCEEDED = "succeeded"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed: given up
+
+
+class Webhook(Base):
+    """A user's webhook (at most one): where events go and which (docs/webhooks.md).
+
+    The signing secret is not stored: ``secret_salt`` and the API-key pepper derive it, and
+    ``secret_check`` (its SHA-256) lets a process recognise it (``core.webhooks.signing``).
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # The subscribed event names (``core.webhooks.events.EVENTS``).
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    secret_salt: Mapped[str] = mapped_column(String(64))
+    secret_check: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: written in the transaction of the state change it reports,
+    sent later by the relay (``core.webhooks.relay``); its id is the ``Idempotency-Key``."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", DeliveryStatus), name="status"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(ID, ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
+    # The job the event is about (None for none); not a foreign key: the row outlives nothing
+    # of the job's content, and the relay never reads the job.
+    job_id: Mapped[str | None] = mapped_column(ID, default=None, index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    # The JSON body, fixed when the event is written (``core.webhooks.events.body``): ids and states.
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the next attempt is due (a claimed attempt pushes it past its timeout: a lease).
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -5,7 +5,9 @@ lease), not cancelled, below its attempt cap, and — for training — every ear
 the same user (lower ``seq``) is final. It sets the lease, bumps the fencing token and the attempt
 count. Zero rows updated means a duplicate, a late delivery or a job that must wait for its
 predecessor; ``Claim.outcome`` says which. The heartbeat extends the lease only while the
-fencing token is still the caller's (docs/architecture.md, "The job protocol").
+fencing token is still the caller's (docs/architecture.md, "The job protocol"). A claim writes
+the ``job.started`` webhook event and a heartbeat that begins a new phase ``job.progress``, in
+their own transactions (docs/webhooks.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from core.db.jobs.lifecycle import give_up, release
 from core.db.models import Concept, ConceptStatus, Job, JobKind, JobState, utcnow
 from core.db.session import write_transaction
+from core.db.webhooks import emit_job, emit_progress
+from core.webhooks.events import JOB_STARTED
 
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 # What a claimed job reads until the engine reports its first phase (loading images and state).
@@ -121,6 +125,7 @@ def _claimed(session: Session, *, job: Job) -> Claim:
         session.execute(
             update(Concept).where(Concept.id == job.concept_id).values(status=ConceptStatus.TRAINING.value)
         )
+    emit_job(session, job=job, event=JOB_STARTED)
     return Claim(
         ClaimOutcome.CLAIMED,
         "claimed",
@@ -187,5 +192,7 @@ def heartbeat(
             .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
+        if updated == 1 and progress is not None:
+            emit_progress(session, job_id=job_id, progress=progress, now=now)
         cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
     return Heartbeat(alive=updated == 1, cancel_requested=cancel)

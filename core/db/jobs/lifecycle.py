@@ -1,8 +1,9 @@
 """How an attempt ends: publish, fail, cancel — every final transition goes through ``release``.
 
 ``release`` is the one place a job becomes final: it clears the lease, stamps ``finished_at``,
-marks a train job's concept failed or cancelled, writes the audit record and queues the user's
-next train job (docs/architecture.md, "The job protocol"). The publishes add their rows first,
+marks a train job's concept failed or cancelled, writes the audit record and the webhook event
+(``core.db.webhooks``; docs/webhooks.md) and queues the user's next train job
+(docs/architecture.md, "The job protocol"). The publishes add their rows first,
 in the same transaction, fenced by the attempt's token: a stale attempt writes nothing.
 
 Every public function takes a ``session_factory`` and runs its own short transaction, so the
@@ -34,8 +35,10 @@ from core.db.models import (
     utcnow,
 )
 from core.db.session import write_transaction
+from core.db.webhooks import emit_job
 from core.queue.names import TASK_NAMES
 from core.storage import manifest_sha256
+from core.webhooks.events import JOB_QUEUED
 
 
 class LeaseLostError(RuntimeError):
@@ -89,6 +92,7 @@ def release(
         )
     entry = audit or AuditEntry(action=f"job.{state.value}", subject=job.id, details={"kind": job.kind})
     record(session, action=entry.action, subject=entry.subject, details=entry.details)
+    emit_job(session, job=job, event=f"job.{state.value}", now=now)
     if job.kind == JobKind.TRAIN.value:
         _dispatch_next_train_job(session, user_id=job.user_id, after_seq=job.seq)
     session.flush()
@@ -308,6 +312,7 @@ def fail_job(
         job.error = error
         _drop_lease(job)
         session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind]))
+        emit_job(session, job=job, event=JOB_QUEUED, now=now)
         return False
 
 
