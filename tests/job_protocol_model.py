@@ -1,22 +1,17 @@
 """The model of the job protocol that ``tests/test_job_protocol_model.py`` runs.
 
-``ModelWorld`` is one database and data directory with a clock the model moves, and a log of
-every change of a job's state or fencing token written by a trigger, in the database's own
-order (so transitions made inside one step, or by two threads at once, are all seen).
-``JobProtocolModel`` is the ``RuleBasedStateMachine``: each rule is what a user, a worker or the
-reconciler does, compared with what the protocol promises (docs/architecture.md, "The job
-protocol"); ``invariants_hold`` runs after every step.
+It runs in a ``ModelWorld`` (``tests/job_protocol_world.py``: the database, the clock, the log
+of transitions). ``JobProtocolModel`` is the ``RuleBasedStateMachine``: each rule is what a user,
+a worker or the reconciler does, compared with what the protocol promises (docs/architecture.md,
+"The job protocol"); ``invariants_hold`` runs after every step.
 """
 
 from __future__ import annotations
 
 import enum
-import shutil
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +27,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import jobs as protocol
@@ -40,7 +35,6 @@ from core.db.enqueue import GenerateRequest, TrainRequest, create_generate_job, 
 from core.db.models import (
     AdapterVersion,
     AuditLog,
-    Base,
     GeneratedImage,
     Generation,
     Job,
@@ -51,13 +45,10 @@ from core.db.models import (
     User,
     WorkerSeen,
     new_id,
-    utcnow,
 )
-from core.db.session import make_session_factory
 from core.db.users import create_user
 from core.engine.errors import TaskCancelled
-from core.settings import Settings
-from core.storage import LocalStore
+from tests.job_protocol_world import ModelWorld, in_parallel
 from worker.outcomes import Outcome, RunResult
 from worker.reconciler import redispatch_after_seconds
 from worker.runner import run_job
@@ -75,110 +66,6 @@ QUEUED, RUNNING = JobState.QUEUED.value, JobState.RUNNING.value
 # again; every end is final; a cancel ends a queued job at once.
 CLAIMS = {(QUEUED, RUNNING), (RUNNING, RUNNING)}
 ENDS = {(RUNNING, QUEUED)} | {(RUNNING, final) for final in FINAL} | {(QUEUED, JobState.CANCELLED.value)}
-
-
-# ---- the world: database, store, clock, transition log -------------------------------------------
-
-TRANSITION_LOG = {
-    "sqlite": [
-        "CREATE TABLE model_transitions (id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT,"
-        " old_state TEXT, new_state TEXT, old_token BIGINT, new_token BIGINT)",
-        "CREATE TRIGGER model_transitions_log AFTER UPDATE ON jobs"
-        " WHEN OLD.state IS NOT NEW.state OR OLD.fencing_token IS NOT NEW.fencing_token"
-        " BEGIN INSERT INTO model_transitions (job_id, old_state, new_state, old_token, new_token)"
-        " VALUES (OLD.id, OLD.state, NEW.state, OLD.fencing_token, NEW.fencing_token); END",
-    ],
-    "postgresql": [
-        "CREATE TABLE model_transitions (id BIGSERIAL PRIMARY KEY, job_id TEXT,"
-        " old_state TEXT, new_state TEXT, old_token BIGINT, new_token BIGINT)",
-        "CREATE FUNCTION model_log_transition() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-        " INSERT INTO model_transitions (job_id, old_state, new_state, old_token, new_token)"
-        " VALUES (OLD.id, OLD.state, NEW.state, OLD.fencing_token, NEW.fencing_token);"
-        " RETURN NEW; END $$",
-        "CREATE TRIGGER model_transitions_log AFTER UPDATE ON jobs FOR EACH ROW WHEN"
-        " (OLD.state IS DISTINCT FROM NEW.state OR OLD.fencing_token IS DISTINCT FROM NEW.fencing_token)"
-        " EXECUTE FUNCTION model_log_transition()",
-    ],
-}
-DROP_TRANSITION_LOG = {
-    "sqlite": ["DROP TRIGGER IF EXISTS model_transitions_log", "DROP TABLE IF EXISTS model_transitions"],
-    "postgresql": [
-        "DROP TABLE IF EXISTS model_transitions",
-        "DROP FUNCTION IF EXISTS model_log_transition() CASCADE",
-    ],
-}
-
-
-@dataclass(frozen=True)
-class Transition:
-    job_id: str
-    old_state: str
-    new_state: str
-    old_token: int
-    new_token: int
-
-
-@dataclass
-class ModelWorld:
-    """One migrated database and data directory, shared by the examples of one test."""
-
-    session_factory: sessionmaker[Session]
-    settings: Settings
-    now: datetime = field(default_factory=utcnow)
-
-    def __post_init__(self) -> None:
-        self.store = LocalStore(self.settings.data_dir)
-        self.runtime = Runtime(settings=self.settings, clock=lambda: self.now)
-        self.runtime.session_factory = self.session_factory  # one engine for the model and the runner
-        self.runtime.store = self.store
-
-    @property
-    def dialect(self) -> str:
-        return self.session_factory.kw["bind"].dialect.name
-
-    def _execute(self, statements: list[str]) -> None:
-        with self.session_factory.begin() as session:
-            for statement in statements:
-                session.execute(text(statement))
-
-    def reset(self) -> None:
-        """Empty every table and the data directory: each example starts from nothing."""
-        with self.session_factory.begin() as session:
-            for table in reversed(Base.metadata.sorted_tables):
-                session.execute(table.delete())
-            session.execute(text("DELETE FROM model_transitions"))
-        shutil.rmtree(self.settings.data_dir, ignore_errors=True)
-        self.now = utcnow()
-
-    def transitions(self) -> list[Transition]:
-        query = text(
-            "SELECT job_id, old_state, new_state, old_token, new_token FROM model_transitions ORDER BY id"
-        )
-        with self.session_factory() as session:
-            return [Transition(*row) for row in session.execute(query)]
-
-    def job(self, job_id: str) -> Job:
-        with self.session_factory() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
-
-    def overwrite_state(self, *, job_id: str, state: JobState) -> None:
-        """Set a job's state behind the protocol's back (what a lost update did; a sanity check)."""
-        with self.session_factory.begin() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(state=state.value))
-
-
-@contextmanager
-def model_world(*, database_url: str, settings: Settings) -> Iterator[ModelWorld]:
-    """A ``ModelWorld`` with its transition log installed (and removed afterwards)."""
-    world = ModelWorld(session_factory=make_session_factory(database_url), settings=settings)
-    world._execute(DROP_TRANSITION_LOG[world.dialect] + TRANSITION_LOG[world.dialect])
-    try:
-        yield world
-    finally:
-        world._execute(DROP_TRANSITION_LOG[world.dialect])
-        world.session_factory.kw["bind"].dispose()
 
 
 # ---- what the protocol promises ---------------------------------------------------------------------
@@ -292,26 +179,6 @@ class Product:
 
     paths: list[str]
     publish: Callable[[int], None]
-
-
-def in_parallel(*calls: Callable[[], Any]) -> list[Any]:
-    """Run ``calls`` in threads released at the same instant; their results (or exceptions)."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = calls[index]()
-        except Exception as error:  # the caller asserts on it
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 # ---- the state machine -------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, settings
 
 from core.db.models import JobState
 from tests.conftest import make_settings
-from tests.job_protocol_model import LEASE_SECONDS, JobProtocolModel, model_world, run_model
+from tests.job_protocol_model import LEASE_SECONDS, JobProtocolModel, run_model
+from tests.job_protocol_world import model_world
 
 # Bounded for CI (a fixed seed), about 30 s per database on two shared cores: a PostgreSQL step
 # costs about four SQLite ones here (a round trip per statement), so it runs fewer examples.

@@ -33,7 +33,8 @@ from core.db.models import Job, JobState, utcnow
 from core.db.session import write_transaction
 from core.storage import LocalStore
 from tests.conftest import make_settings
-from tests.job_protocol_model import Fault, JobProtocolModel, model_world
+from tests.job_protocol_model import Fault, JobProtocolModel
+from tests.job_protocol_world import model_world
 
 LEASE = 60.0
 BLOCKED_TIMEOUT_SECONDS = 10.0
