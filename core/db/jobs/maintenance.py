@@ -53,8 +53,9 @@ def reconcile(
 ) -> ReconcileReport:
     """Repair what lost messages and dead workers leave behind.
 
-    * a ``running`` job whose lease expired: re-sent (the claim accepts expired leases), or
-      failed when its attempts are exhausted;
+    * a ``running`` job whose lease expired: re-sent (the claim accepts expired leases) — again
+      every ``redispatch_after_seconds`` while no attempt claims it, since a re-sent message can
+      be lost as well — or failed when its attempts are exhausted;
     * a ``queued`` job that could run now (no unfinished earlier train job of its user) and has
       had no message for ``redispatch_after_seconds``: re-sent;
     * a final train job whose raw uploads still exist: deleted.
@@ -75,7 +76,12 @@ def reconcile(
         )
     if needs_repair:
         _repair(
-            session_factory, report=report, now=now, expired_filter=expired_filter, stuck_filter=stuck_filter
+            session_factory,
+            report=report,
+            now=now,
+            cutoff=cutoff,
+            expired_filter=expired_filter,
+            stuck_filter=stuck_filter,
         )
     with session_factory() as session:
         leftovers = session.scalars(
@@ -95,6 +101,7 @@ def _repair(
     *,
     report: ReconcileReport,
     now: datetime,
+    cutoff: datetime,
     expired_filter: tuple[Any, ...],
     stuck_filter: tuple[Any, ...],
 ) -> None:
@@ -107,12 +114,16 @@ def _repair(
                 give_up(session, job=job, now=now)
                 report.failed.append(job.id)
                 continue
-            message_since_expiry = session.scalar(
+            # A message sent since the expiry may have been lost too (a wiped broker, a killed
+            # worker holding it unacknowledged): once it is older than a redispatch interval, send
+            # another, as for a queued job (docs/faults.md; duplicates are fenced by the claim).
+            since = max(job.lease_expires_at, cutoff)
+            message_in_flight = session.scalar(
                 select(func.count())
                 .select_from(Outbox)
-                .where(Outbox.job_id == job.id, Outbox.created_at >= job.lease_expires_at)
+                .where(Outbox.job_id == job.id, or_(Outbox.sent_at.is_(None), Outbox.created_at >= since))
             )
-            if not message_since_expiry:
+            if not message_in_flight:
                 session.add(Outbox(job_id=job.id, task_name=TASK_NAMES[job.kind], created_at=now))
                 report.redispatched.append(job.id)
         stuck = session.scalars(select(Job).where(*stuck_filter)).all()
