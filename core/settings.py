@@ -202,6 +202,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="log lines of the API and the worker: `text`, or one JSON object each"
     )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="> 0: the worker's main process serves Prometheus metrics on this port; 0: off",
+    )
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

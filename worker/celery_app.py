@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from core.queue.app import create_celery_app
 
-TASK_MODULES = ("worker.tasks", "worker.signals", "worker.logs")
+TASK_MODULES = ("worker.tasks", "worker.signals", "worker.logs", "worker.metrics")
 
 app = create_celery_app(imports=TASK_MODULES)

@@ -22,6 +22,7 @@ from core.db.jobs import heartbeat
 from core.db.models import utcnow
 from core.db.workers import WorkerInfo, touch_worker
 from worker.curves import LossCurves
+from worker.metrics import mark_phase
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class JobMonitor:
 
     # ---- engine callbacks (memory only) --------------------------------------------------------
     def progress(self, phase: str, step: int, total: int, loss: float | None) -> None:
+        mark_phase(phase)  # seconds per phase (worker.metrics)
         with self._lock:
             self._progress = {
                 "phase": phase,

@@ -4,12 +4,13 @@ stream of it, and cancel."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from core.db.models import Job, JobKind, JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 KEEPALIVE_SECONDS = 15.0
+EVENT_ID_CHARS = 16
 
 
 def owned_job(session: Session, *, job_id: str, user_id: str) -> Job:
@@ -85,16 +87,40 @@ def _job_snapshot(services: Services, *, job_id: str, user_id: str) -> dict[str,
         return None if job is None else JobOut.model_validate(job).model_dump(mode="json")
 
 
+def event_id(snapshot: dict[str, Any]) -> str:
+    """The SSE id of a job snapshot: a digest of its JSON (docs/api.md, "Job events").
+
+    A job's state only moves forward, so a snapshot whose id differs from the last one a client
+    received is newer than it; a reconnecting client's ``Last-Event-ID`` says which it has.
+    """
+    canonical = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:EVENT_ID_CHARS]
+
+
 @router.get(
     "/{job_id}/events",
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "events `job` (JobOut JSON), then `end`"},
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "events `job` (JobOut JSON, with an `id:`), then `end`",
+        },
         **contract.NOT_FOUND,
     },
-    summary="Server-sent events: the job's state and progress until it is final",
+    summary="Server-sent events: the job's state and progress until it is final (resumable)",
 )
 async def job_events(
-    job_id: str, request: Request, user: UserDep, services: ServicesDep
+    job_id: str,
+    request: Request,
+    user: UserDep,
+    services: ServicesDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="the id of the last event received: the stream resumes after it",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     first = await run_in_threadpool(_job_snapshot, services, job_id=job_id, user_id=user.id)
     if first is None:
@@ -103,15 +129,16 @@ async def job_events(
 
     async def stream() -> AsyncIterator[str]:
         snapshot: dict[str, Any] | None = first
-        last_sent: dict[str, Any] | None = None
+        last_sent = last_event_id  # a reconnecting client has this snapshot already
         last_write = time.monotonic()
         while True:
             if snapshot is None:  # the job (or its user) was deleted
                 yield "event: end\ndata: {}\n\n"
                 return
-            if snapshot != last_sent:
-                yield f"event: job\ndata: {json.dumps(snapshot)}\n\n"
-                last_sent, last_write = snapshot, time.monotonic()
+            ident = event_id(snapshot)
+            if ident != last_sent:
+                yield f"id: {ident}\nevent: job\ndata: {json.dumps(snapshot)}\n\n"
+                last_sent, last_write = ident, time.monotonic()
             if snapshot["state"] in ("succeeded", "failed", "cancelled"):
                 yield f"event: end\ndata: {json.dumps({'state': snapshot['state']})}\n\n"
                 return

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from core.settings import Settings
 
+METRICS_DIR_PREFIX = "mnemo-worker-metrics-"  # docs/api.md, "Worker metrics"
 SETTING_OPTIONS = {
     "data_dir": "MNEMO_DATA_DIR",
     "database_url": "MNEMO_DATABASE_URL",
@@ -232,6 +233,8 @@ def _worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.no_reconciler:
         os.environ["MNEMO_WORKER_RECONCILER"] = "0"
+    if settings.worker_metrics_port:
+        _private_metrics_dir()
     from core.queue.app import prepare_broker
     from worker.celery_app import app
 
@@ -252,6 +255,16 @@ def _worker(args: argparse.Namespace) -> int:
         argv.append(f"--max-tasks-per-child={args.max_tasks_per_child}")
     app.worker_main(argv)
     return 0
+
+
+def _private_metrics_dir() -> None:
+    """A fresh folder for the worker's multiprocess metrics (``worker.metrics``), named in the
+    environment before anything imports prometheus_client; the worker removes it at shutdown.
+    A folder the operator named in ``PROMETHEUS_MULTIPROC_DIR`` is used as it is."""
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)
 
 
 # ---- db / users -----------------------------------------------------------------------------
