@@ -10,7 +10,8 @@ client generated from the document reads every answer (``tests/test_api_contract
 schemathesis against it).
 
 ``LINKS`` are the document's OpenAPI links: which operation an answer's ids lead to (a created
-job to its state and its cancel, a list to its items, a lineage to an export). A client follows
+job to its state and its cancel, a list to its items, a generation to its image, a lineage to an
+export). A client follows
 them, and schemathesis's stateful phase chains operations by them
 (``tests/test_api_contract_stateful.py``, two users: no 5xx, no contract failure, and another
 user's id always answers 404). ``router_responses`` attaches them to the operations they start from.
@@ -95,6 +96,17 @@ LINKS: dict[tuple[str, str, int], dict[str, Link]] = {
     },
     ("GET", "/v1/concepts", 200): {
         "GetConcept": ("GET", "/v1/concepts/{concept_id}", {"concept_id": "$response.body#/concepts/0/id"}),
+    },
+    ("GET", "/v1/jobs", 200): {
+        "GetJob": ("GET", "/v1/jobs/{job_id}", {"job_id": "$response.body#/jobs/0/id"}),
+    },
+    ("GET", "/v1/generations", 200): {
+        "GetJob": ("GET", "/v1/jobs/{job_id}", {"job_id": "$response.body#/generations/0/job/id"}),
+        "GetImage": (
+            "GET",
+            "/v1/images/{image_id}",
+            {"image_id": "$response.body#/generations/0/images/0/id"},
+        ),
     },
     ("GET", "/v1/jobs/{job_id}", 200): {
         "CancelJob": ("POST", "/v1/jobs/{job_id}/cancel", {"job_id": "$response.body#/id"}),
