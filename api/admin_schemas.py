@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import CURSOR_DOC, AdapterLineage, JobStateName, Progress, UserOut
+from api.schemas import CURSOR_DOC, JobStateName, Lineage, Progress, UserOut
 
 
 class UserTotalsOut(BaseModel):
@@ -61,7 +61,7 @@ class TaskDetail(TaskOut):
     metrics: dict[str, object] = Field(description="the task's published metrics")
 
 
-class AdminLineage(AdapterLineage):
+class AdminLineage(Lineage):
     user_id: str
 
 

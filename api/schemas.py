@@ -188,12 +188,14 @@ class AdapterVersionOut(BaseModel):
     created_at: datetime
 
 
-class AdapterLineage(BaseModel):
+class Lineage(BaseModel):
     head: str | None = Field(description="the current version id (None before the first trained concept)")
     versions: list[AdapterVersionOut] = Field(description="oldest first; each version's parent precedes it")
 
 
-class AdapterPage(AdapterLineage):
+class AdapterLineage(Lineage):
+    """A page of the lineage (``GET /v1/adapters``)."""
+
     next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
 
 

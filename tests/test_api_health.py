@@ -58,11 +58,13 @@ def test_openapi_documents_every_route_with_typed_schemas(api) -> None:  # type:
     expected = {
         "/v1/concepts": {"get", "post"},
         "/v1/concepts/{concept_id}": {"get"},
+        "/v1/jobs": {"get"},
         "/v1/jobs/{job_id}": {"get"},
         "/v1/jobs/{job_id}/events": {"get"},
         "/v1/jobs/{job_id}/cancel": {"post"},
         "/v1/generate": {"post"},
         "/generate": {"post"},
+        "/v1/generations": {"get"},
         "/v1/images/{image_id}": {"get"},
         "/v1/adapters": {"get"},
         "/v1/me": {"get", "delete"},
@@ -82,6 +84,8 @@ def test_openapi_documents_every_route_with_typed_schemas(api) -> None:  # type:
         "GenerateIn",
         "GenerateOut",
         "AdapterLineage",
+        "JobList",
+        "GenerationList",
         "UnknownTokenOut",
     ):
         assert name in schemas

@@ -48,10 +48,16 @@ def test_lists_never_include_other_users_rows(api) -> None:  # type: ignore[no-u
         "rex",
         "tom",
     ]
-    assert api.client.get("/v1/concepts", headers=bob).json() == {"concepts": []}
+    assert api.client.get("/v1/concepts", headers=bob).json() == {"concepts": [], "next_cursor": None}
     lineage = api.client.get("/v1/adapters", headers=alice).json()
     assert [v["token"] for v in lineage["versions"]] == ["<rex>", "<tom>"]
-    assert api.client.get("/v1/adapters", headers=bob).json() == {"head": None, "versions": []}
+    empty_lineage = {"head": None, "versions": [], "next_cursor": None}
+    assert api.client.get("/v1/adapters", headers=bob).json() == empty_lineage
+    api.generated_image(user_id=alice_id)
+    assert len(api.client.get("/v1/jobs", headers=alice).json()["jobs"]) == 3
+    assert len(api.client.get("/v1/generations", headers=alice).json()["generations"]) == 1
+    assert api.client.get("/v1/jobs", headers=bob).json() == {"jobs": [], "next_cursor": None}
+    assert api.client.get("/v1/generations", headers=bob).json() == {"generations": [], "next_cursor": None}
 
 
 def test_another_users_tokens_are_unknown_and_cancel_has_no_side_effect(api) -> None:  # type: ignore[no-untyped-def]

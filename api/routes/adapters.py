@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from api import contract, pagination
 from api.deps import SessionDep, UserDep
 from api.pagination import MAX_PAGE, Cursor, Limit
-from api.schemas import AdapterLineage, AdapterPage, AdapterVersionOut
+from api.schemas import AdapterLineage, AdapterVersionOut, Lineage
 from core.db.jobs import user_lineage
 from core.db.models import Concept
 
@@ -18,22 +18,22 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 
 @router.get(
     "",
-    response_model=AdapterPage,
+    response_model=AdapterLineage,
     responses=contract.PAGE,
     summary="Your adapter versions, first task to current head (paginated)",
 )
 def list_adapters(
     user: UserDep, session: SessionDep, limit: Limit = MAX_PAGE, cursor: Cursor = None
-) -> AdapterPage:
+) -> AdapterLineage:
     """A page of the chain: the versions after position ``cursor`` (``version`` is the position)."""
     lineage = lineage_out(session, user_id=user.id)
     after = max(0, pagination.integer(cursor) or 0)
     rows = lineage.versions[after : after + limit + 1]
     shown, next_cursor = pagination.page(rows, limit=limit, key=lambda v: (v.version,))
-    return AdapterPage(head=lineage.head, versions=shown, next_cursor=next_cursor)
+    return AdapterLineage(head=lineage.head, versions=shown, next_cursor=next_cursor)
 
 
-def lineage_out(session: Session, *, user_id: str) -> AdapterLineage:
+def lineage_out(session: Session, *, user_id: str) -> Lineage:
     """The user's lineage chain as the API shows it (also used by the admin dashboard)."""
     chain = user_lineage(session, user_id=user_id)
     concepts = {c.id: c for c in session.scalars(select(Concept).where(Concept.user_id == user_id))}
@@ -56,4 +56,4 @@ def lineage_out(session: Session, *, user_id: str) -> AdapterLineage:
                 created_at=version.created_at,
             )
         )
-    return AdapterLineage(head=chain[-1].id if chain else None, versions=versions)
+    return Lineage(head=chain[-1].id if chain else None, versions=versions)
