@@ -66,10 +66,11 @@ def user_summary(row: queries.UserRow) -> UserSummaryOut:
 
 
 def users_page(session: Session, *, limit: int, cursor: str | None) -> UserPage:
-    rows = queries.list_users_page(session, limit=limit, after=pagination.time_and_id(cursor))
-    users = [user_summary(row) for row in rows]
-    last = rows[-1].user if len(rows) == limit else None
-    return UserPage(users=users, next_cursor=pagination.encode(last.created_at, last.id) if last else None)
+    found = queries.list_users_page(session, limit=limit + 1, after=pagination.time_and_id(cursor))
+    rows, next_cursor = pagination.page(
+        found, limit=limit, key=lambda row: (row.user.created_at, row.user.id)
+    )
+    return UserPage(users=[user_summary(row) for row in rows], next_cursor=next_cursor)
 
 
 def one_user(session: Session, *, user: User) -> UserSummaryOut:
@@ -103,10 +104,12 @@ def _task_fields(row: queries.TaskRow) -> dict[str, Any]:
 
 
 def task_page(session: Session, *, user_id: str, limit: int, cursor: str | None) -> TaskPage:
-    rows = queries.task_history(session, user_id=user_id, limit=limit, before_seq=pagination.integer(cursor))
-    tasks = [TaskOut(**_task_fields(row)) for row in rows]
-    next_cursor = pagination.encode(rows[-1].job.seq) if len(rows) == limit else None
-    return TaskPage(user_id=user_id, tasks=tasks, next_cursor=next_cursor)
+    before = pagination.integer(cursor)
+    found = queries.task_history(session, user_id=user_id, limit=limit + 1, before_seq=before)
+    rows, next_cursor = pagination.page(found, limit=limit, key=lambda row: (row.job.seq,))
+    return TaskPage(
+        user_id=user_id, tasks=[TaskOut(**_task_fields(row)) for row in rows], next_cursor=next_cursor
+    )
 
 
 def task_detail(row: queries.TaskRow) -> TaskDetail:
@@ -148,7 +151,8 @@ def recent_lineage(session: Session, *, user_id: str, limit: int) -> AdminLineag
 
 
 def active_page(session: Session, *, limit: int, cursor: str | None) -> ActiveJobPage:
-    rows = queries.active_jobs(session, limit=limit, after=pagination.time_and_id(cursor))
+    found = queries.active_jobs(session, limit=limit + 1, after=pagination.time_and_id(cursor))
+    rows, next_cursor = pagination.page(found, limit=limit, key=lambda row: (row.job.created_at, row.job.id))
     jobs = [
         ActiveJobOut(
             id=r.job.id,
@@ -166,8 +170,7 @@ def active_page(session: Session, *, limit: int, cursor: str | None) -> ActiveJo
         )
         for r in rows
     ]
-    last = rows[-1].job if len(rows) == limit else None
-    return ActiveJobPage(jobs=jobs, next_cursor=pagination.encode(last.created_at, last.id) if last else None)
+    return ActiveJobPage(jobs=jobs, next_cursor=next_cursor)
 
 
 def workers(session: Session) -> WorkerList:
