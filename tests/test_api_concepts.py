@@ -235,3 +235,18 @@ def test_streamed_body_over_the_cap_is_413(api) -> None:  # type: ignore[no-unty
         "/v1/generate", headers={**headers, "Content-Type": "application/json"}, content=chunks()
     )
     assert response.status_code == 413
+
+
+def test_the_worker_reads_a_concepts_images_in_the_order_they_were_uploaded(api) -> None:  # type: ignore[no-untyped-def]
+    """Not in the order of their random ids: the same upload must train the same batches."""
+    from core.db.jobs import upload_paths
+
+    _, headers = api.user("alice")
+    colours = [(10 * i, 200 - 10 * i, 7 * i) for i in range(8)]
+    response = api.client.post(
+        "/v1/concepts", headers=headers, data=form("dog"), files=images(*(png(color=c) for c in colours))
+    )
+    assert response.status_code == 202, response.text
+    paths = upload_paths(api.session_factory, job_id=response.json()["job"]["id"])
+    read = [Image.open(api.settings.data_dir / path).convert("RGB").getpixel((0, 0)) for path in paths]
+    assert read == colours  # with 8 images, id order matches upload order once in 40,320 runs

@@ -129,8 +129,12 @@ def create_train_job(
         max_attempts=max_attempts,
         concept_id=concept.id,
     )
-    for stored in uploads:
-        session.add(Upload(job_id=job.id, path=stored.path, sha256=stored.sha256, bytes=stored.bytes))
+    for position, stored in enumerate(uploads):
+        session.add(
+            Upload(
+                job_id=job.id, path=stored.path, sha256=stored.sha256, bytes=stored.bytes, position=position
+            )
+        )
     record(
         session,
         actor_user_id=user_id,

@@ -13,7 +13,8 @@ from core.db.session import write_transaction
 def upload_paths(session_factory: sessionmaker[Session], *, job_id: str) -> list[str]:
     """The stored paths of a train job's raw uploads, in upload order (empty once deleted)."""
     with session_factory() as session:
-        return list(session.scalars(select(Upload.path).where(Upload.job_id == job_id).order_by(Upload.id)))
+        query = select(Upload.path).where(Upload.job_id == job_id).order_by(Upload.position, Upload.id)
+        return list(session.scalars(query))
 
 
 def ensure_generation(session_factory: sessionmaker[Session], *, job_id: str) -> Generation:
