@@ -23,9 +23,7 @@ router = APIRouter(prefix="/v1/generations", tags=["generate"])
 def list_generations(
     user: UserDep, session: SessionDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
 ) -> GenerationList:
-    rows = lists.generations(
-        session, user_id=user.id, limit=limit + 1, before_seq=pagination.integer(cursor)
-    )
+    rows = lists.generations(session, user_id=user.id, limit=limit + 1, before_seq=pagination.integer(cursor))
     shown, next_cursor = pagination.page(rows, limit=limit, key=lambda row: (row[1].seq,))
     images = lists.images_of(session, generation_ids=[generation.id for generation, _ in shown])
     return GenerationList(
