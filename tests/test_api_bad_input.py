@@ -26,6 +26,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/generate"): {"prompt": "a photo", "n": 1, "steps": 2, "guidance_scale": 5.0, "seed": 1},
     ("POST", "/v1/admin/users"): {"name": "carol", "role": "user"},
     ("PATCH", "/v1/admin/users/{user_id}"): {"disabled": False},
+    ("PUT", "/v1/me/webhook"): {"url": "https://hooks.example.com/mnemo", "events": ["job.succeeded"]},
 }
 NON_FINITE = ("NaN", "Infinity", "-Infinity")
 
