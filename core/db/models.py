@@ -242,9 +242,9 @@ class Upload(Base):
     path: Mapped[str] = mapped_column(String(255), unique=True)
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int] = mapped_column(BigInteger)
-    # The image's place in the request (0, 1, ...): the worker reads them in this order, so a task's
-    # batches, and so its result, do not depend on the random ids (docs/architecture.md, "Uploads
-    # and privacy").
+    # The image's place in the request (0, 1, ...): the worker reads them in this order, so a
+    # task's batches, and so its result, do not depend on the random ids
+    # (docs/architecture.md, "Uploads and privacy").
     position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
