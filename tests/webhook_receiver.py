@@ -67,7 +67,9 @@ class Receiver:
         """The first ``count`` requests, once they arrived (AssertionError after ``timeout``)."""
         deadline = time.monotonic() + timeout
         while len(self.received) < count:
-            assert time.monotonic() < deadline, f"{len(self.received)} of {count} requests after {timeout} s"
+            assert time.monotonic() < deadline, (
+                f"{len(self.received)} of {count} requests after {timeout} s: {self.events()}"
+            )
             time.sleep(0.02)
         return self.received[:count]
 

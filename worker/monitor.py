@@ -56,12 +56,15 @@ class JobMonitor:
         self._dirty = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and by the first report of a phase
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id[:8]}", daemon=True)
 
     # ---- engine callbacks (memory only) --------------------------------------------------------
     def progress(self, phase: str, step: int, total: int, loss: float | None) -> None:
         mark_phase(phase)  # seconds per phase (worker.metrics)
         with self._lock:
+            if self._progress is None or self._progress["phase"] != phase:
+                self._wake.set()  # a new phase is written at once, not at the next tick
             self._progress = {
                 "phase": phase,
                 "step": int(step),
@@ -92,6 +95,7 @@ class JobMonitor:
         """Stop the thread (what ends the attempt — publish, fail, cancel — writes the job's last state)."""
         already = self._stop.is_set()
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         if not already:
@@ -134,7 +138,11 @@ class JobMonitor:
     def _run(self) -> None:
         last_lease = time.monotonic()
         tick = min(self.progress_interval, self.heartbeat_seconds)
-        while not self._stop.wait(tick):
+        while True:
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             due = time.monotonic() - last_lease >= self.heartbeat_seconds
             if due or self._dirty:
                 self.beat()
