@@ -425,3 +425,12 @@ def test_the_api_health_check_fails_when_nothing_answers(rendered: dict) -> None
     argv = api_health_command(rendered, processes.free_port())
     done = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=30)
     assert argv[0] == "python" and done.returncode != 0
+
+
+def test_the_worker_serves_its_metrics_on_the_compose_network_only(rendered: dict) -> None:
+    """worker/metrics.py listens on MNEMO_HOST:MNEMO_WORKER_METRICS_PORT; 0 would turn it off."""
+    worker = rendered["services"]["worker"]
+    port = worker["environment"]["MNEMO_WORKER_METRICS_PORT"]
+    assert int(port) > 0 and worker["environment"]["MNEMO_HOST"] == "0.0.0.0"
+    assert str(port) in [str(p) for p in worker["expose"]]
+    assert "ports" not in worker  # scraped inside the network, never published on the host
