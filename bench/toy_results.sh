@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every committed result on the shipped toy backbone, regenerated stage by stage (docs: bench/README.md).
-#   bench/toy_results.sh train | ship RUN=<folder> | check | schedule [ROUND= LORA_LRS= TOKEN_LRS= STEPS= SCHEDULE_FLAGS=] | personalization | calibrate | sweep | cl | demo | all
+#   bench/toy_results.sh train | ship RUN=<folder> | judge | check | schedule [ROUND= LORA_LRS= TOKEN_LRS= STEPS= SCHEDULE_FLAGS=] | personalization | calibrate | sweep | cl | demo | all
 # Each stage writes into bench/results/ (or docs/images/ for the demo) as it goes; run them in this
 # order after retraining the toy: `schedule` chooses the preset's rates (on the tuning concepts),
 # `calibrate` records τ, `sweep` tunes λ/τ (copy its best into core/engine/config.py), then the
@@ -24,6 +24,10 @@ stage_ship() {  # copy a trained folder over the shipped weights (the judge clas
     cp -r "$run/$part" "$weights/$part"
   done
   cp "$run/model_index.json" "$run"/training_log.* "$weights/"
+}
+
+stage_judge() {  # the judge classifier, retrained on the world's renderer, over the shipped one (~8 min)
+  $MNEMO toy train --what classifier --threads "$THREADS" --seed "${SEED:-0}" > /dev/null
 }
 
 stage_check() {
@@ -74,5 +78,5 @@ stage_demo() {  # the README's pictures
 if [ "${1:-}" = all ]; then
   for s in check schedule personalization calibrate sweep cl demo; do "stage_$s"; done
 else
-  "stage_${1:?usage: bench/toy_results.sh train|ship|check|schedule|personalization|calibrate|sweep|cl|demo|all}"
+  "stage_${1:?usage: bench/toy_results.sh train|ship|judge|check|schedule|personalization|calibrate|sweep|cl|demo|all}"
 fi
