@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import CURSOR_DOC, JobStateName, Lineage, Progress, UserOut
+from api.schemas import CURSOR_DOC, AdapterLineage, JobStateName, Progress, UserOut
 
 
 class UserTotalsOut(BaseModel):
@@ -61,7 +61,9 @@ class TaskDetail(TaskOut):
     metrics: dict[str, object] = Field(description="the task's published metrics")
 
 
-class AdminLineage(Lineage):
+class AdminLineage(AdapterLineage):
+    """A page of one user's lineage (the admin view of ``GET /v1/adapters``)."""
+
     user_id: str
 
 
@@ -100,7 +102,8 @@ class WorkerOut(BaseModel):
 
 
 class WorkerList(BaseModel):
-    workers: list[WorkerOut] = Field(description="most recently seen first")
+    workers: list[WorkerOut] = Field(description="newest started first")
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
 
 
 class QueueDepthOut(BaseModel):
@@ -135,4 +138,5 @@ class PreviewStripOut(BaseModel):
 
 class PreviewStrips(BaseModel):
     user_id: str
-    strips: list[PreviewStripOut]
+    strips: list[PreviewStripOut] = Field(description="one per learned concept, in task order")
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)

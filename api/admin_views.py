@@ -32,7 +32,7 @@ from api.admin_schemas import (
     WorkerOut,
 )
 from api.deps import Services, not_found
-from api.routes.adapters import lineage_out
+from api.routes.adapters import lineage_page
 from api.routes.images import png_response
 from api.schemas import AdapterVersionOut
 from core.db import admin as queries
@@ -122,13 +122,14 @@ def task_detail(row: queries.TaskRow) -> TaskDetail:
     return TaskDetail(**_task_fields(row), user_id=row.job.user_id, loss_curves=curves, metrics=metrics)
 
 
-def lineage(session: Session, *, user_id: str) -> AdminLineage:
+def lineage(session: Session, *, user_id: str, limit: int, cursor: str | None) -> AdminLineage:
+    """A page of the user's lineage, first task to head (as ``GET /v1/adapters`` pages it)."""
     # Every version in one query: the chain walk's ``session.get`` calls then find them in the
     # identity map (which holds only referenced objects: ``loaded`` keeps them until the walk ends).
     loaded = queries.user_versions(session, user_id=user_id)
-    chain = lineage_out(session, user_id=user_id)
+    chain = lineage_page(session, user_id=user_id, limit=limit, cursor=cursor)
     del loaded
-    return AdminLineage(user_id=user_id, head=chain.head, versions=chain.versions)
+    return AdminLineage(user_id=user_id, **dict(chain))
 
 
 # The fields of AdapterVersionOut read straight off the version row.
@@ -173,16 +174,18 @@ def active_page(session: Session, *, limit: int, cursor: str | None) -> ActiveJo
     return ActiveJobPage(jobs=jobs, next_cursor=next_cursor)
 
 
-def workers(session: Session) -> WorkerList:
+def workers(session: Session, *, limit: int, cursor: str | None) -> WorkerList:
+    """A page of the worker processes seen, newest started first, with how long ago each was seen."""
+    found = queries.workers_seen(session, limit=limit + 1, after=pagination.time_and_id(cursor))
+    rows, next_cursor = pagination.page(found, limit=limit, key=lambda w: (w.started_at, w.id))
     now = utcnow()
-    return WorkerList(
-        workers=[
-            WorkerOut.model_validate(w).model_copy(
-                update={"seconds_since_seen": round((now - w.last_seen_at).total_seconds(), 1)}
-            )
-            for w in queries.workers_seen(session)
-        ]
-    )
+    shown = [
+        WorkerOut.model_validate(w).model_copy(
+            update={"seconds_since_seen": round((now - w.last_seen_at).total_seconds(), 1)}
+        )
+        for w in rows
+    ]
+    return WorkerList(workers=shown, next_cursor=next_cursor)
 
 
 def queue(session: Session) -> QueueDepthOut:
@@ -216,9 +219,15 @@ def strip_out(strip: Strip) -> PreviewStripOut:
     )
 
 
-def previews(session: Session, *, user_id: str) -> PreviewStrips:
-    strips = [strip_out(strip) for strip in preview_strips(session, user_id=user_id)]
-    return PreviewStrips(user_id=user_id, strips=strips)
+def previews(session: Session, *, user_id: str, limit: int, cursor: str | None) -> PreviewStrips:
+    """A page of the user's preview strips, one per learned concept in task order."""
+    after = pagination.integer_and_id(cursor)
+    found = preview_strips(session, user_id=user_id, limit=limit + 1, after=after)
+    rows, next_cursor = pagination.page(
+        found, limit=limit, key=lambda s: (s.concept.task_index, s.concept.id)
+    )
+    strips = [strip_out(strip) for strip in rows]
+    return PreviewStrips(user_id=user_id, strips=strips, next_cursor=next_cursor)
 
 
 def image_response(services: Services, *, image_id: str, actor_user_id: str) -> Response:

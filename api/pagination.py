@@ -87,6 +87,11 @@ def time_and_id(cursor: str | None) -> tuple[datetime, str] | None:
     return key(cursor, datetime, str)  # type: ignore[return-value]
 
 
+def integer_and_id(cursor: str | None) -> tuple[int, str] | None:
+    """Decode an ``(integer, id)`` cursor (None: the first page)."""
+    return key(cursor, int, str)  # type: ignore[return-value]
+
+
 def integer(cursor: str | None) -> int | None:
     """Decode a one-integer cursor (None: the first page)."""
     values = key(cursor, int)

@@ -218,10 +218,6 @@ class UserOut(BaseModel):
     active_keys: int = 0
 
 
-class UserList(BaseModel):
-    users: list[UserOut]
-
-
 class UserCreate(InputModel):
     # The grammar is documented here and checked by core.db.users (with its own message).
     name: Text = Field(min_length=1, max_length=64, json_schema_extra={"pattern": f"^{USER_NAME.pattern}$"})

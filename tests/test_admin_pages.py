@@ -171,3 +171,26 @@ def test_a_demoted_admin_gets_the_same_403_for_any_id_and_logout_ends_the_sessio
     assert api.client.get("/admin", follow_redirects=False).headers["location"] == "/admin/login"
     with api.session_factory() as session:
         assert session.scalars(select(AdminSession)).all() == []
+
+
+def test_the_users_page_counts_recent_workers_and_the_live_page_lists_them(api) -> None:  # type: ignore[no-untyped-def]
+    """The pages read the paginated workers query: newest started first, not most recently seen."""
+    from datetime import timedelta
+
+    from core.db.models import utcnow
+    from core.db.workers import WorkerInfo, touch_worker
+
+    _, admin = api.user("root", role="admin")
+    now = utcnow()
+    # host-a started 20 minutes ago and was seen a minute ago; host-b started and was seen 10 minutes ago
+    for name, minutes in (("host-a:1", 20), ("host-b:2", 10), ("host-a:1", 1)):
+        info = WorkerInfo(worker_id=name, role="pool", device="cuda:0", backbone="sd", preset="paper")
+        touch_worker(
+            api.session_factory, info=info, current_job_id=None, now=now - timedelta(minutes=minutes)
+        )
+    login(api, _key(admin))
+    users = api.client.get("/admin").text
+    assert re.search(r'Workers seen \(5 min\)</span><span class="value">1<', users), users
+    live = api.client.get("/admin/live")
+    assert live.status_code == 200 and "host-a:1" in live.text and "host-b:2" in live.text
+    assert live.text.index("host-b:2") < live.text.index("host-a:1")

@@ -37,6 +37,7 @@ LINEAGE_VERSIONS = 30
 PREVIEW_TASKS = 24
 PREVIEW_STRIPS = 48
 LIVE_JOBS = 200
+LIVE_WORKERS = 200
 KEEPALIVE_SECONDS = 15.0
 RECENT_WORKER = timedelta(minutes=5)
 
@@ -45,14 +46,8 @@ def users_context(services: Services, *, cursor: str | None, system: SystemOut) 
     """What the users page shows (also rendered after a create or rotate, with the new key)."""
     with services.session_factory() as session:
         page = admin_views.users_page(session, limit=USERS_PER_PAGE, cursor=cursor)
-        workers = admin_views.workers(session).workers
-    cutoff = utcnow() - RECENT_WORKER
-    return {
-        "nav": "users",
-        "page": page,
-        "system": system,
-        "workers_recent": sum(1 for w in workers if w.last_seen_at >= cutoff),
-    }
+        workers_recent = queries.workers_seen_since(session, since=utcnow() - RECENT_WORKER)
+    return {"nav": "users", "page": page, "system": system, "workers_recent": workers_recent}
 
 
 async def system_status(services: Services) -> SystemOut:
@@ -147,7 +142,7 @@ def _live(services: Services) -> dict[str, Any]:
 def live_page(request: Request, admin: PageAdminDep, services: ServicesDep) -> Response:
     with services.session_factory() as session:
         page = admin_views.active_page(session, limit=LIVE_JOBS, cursor=None)
-        workers = admin_views.workers(session)
+        workers = admin_views.workers(session, limit=LIVE_WORKERS, cursor=None)
     return render(request, "admin/live.html", admin=admin, nav="live", page=page, workers=workers)
 
 

@@ -25,8 +25,13 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 def list_adapters(
     user: UserDep, session: SessionDep, limit: Limit = MAX_PAGE, cursor: Cursor = None
 ) -> AdapterLineage:
+    """Your lineage, one page at a time (``lineage_page``)."""
+    return lineage_page(session, user_id=user.id, limit=limit, cursor=cursor)
+
+
+def lineage_page(session: Session, *, user_id: str, limit: int, cursor: str | None) -> AdapterLineage:
     """A page of the chain: the versions after position ``cursor`` (``version`` is the position)."""
-    lineage = lineage_out(session, user_id=user.id)
+    lineage = lineage_out(session, user_id=user_id)
     after = max(0, pagination.integer(cursor) or 0)
     rows = lineage.versions[after : after + limit + 1]
     shown, next_cursor = pagination.page(rows, limit=limit, key=lambda v: (v.version,))
@@ -34,7 +39,7 @@ def list_adapters(
 
 
 def lineage_out(session: Session, *, user_id: str) -> Lineage:
-    """The user's lineage chain as the API shows it (also used by the admin dashboard)."""
+    """The user's whole lineage chain as the API shows it (``lineage_page`` pages it)."""
     chain = user_lineage(session, user_id=user_id)
     concepts = {c.id: c for c in session.scalars(select(Concept).where(Concept.user_id == user_id))}
     versions = []

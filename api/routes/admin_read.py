@@ -28,7 +28,7 @@ from api.admin_schemas import (
     WorkerList,
 )
 from api.deps import AdminDep, Services, ServicesDep, SessionDep, not_found
-from api.pagination import Cursor, Limit
+from api.pagination import MAX_PAGE, Cursor, Limit
 from api.routes.health import check_broker, check_database
 from core.db import admin as queries
 from core.db.models import User
@@ -63,52 +63,50 @@ def _audited(
     return out
 
 
-@router.get(
-    "/users/{user_id}/tasks",
-    response_model=TaskPage,
-    responses={**NOT_FOUND, **contract.PAGE},
-    summary="One user's task history, newest first (paginated; audit-logged)",
-)
-def user_tasks(
-    user_id: str,
-    admin: AdminDep,
-    session: SessionDep,
-    services: ServicesDep,
-    limit: Limit = DEFAULT_PAGE,
-    cursor: Cursor = None,
-) -> TaskPage:
-    def build() -> TaskPage:
-        return admin_views.task_page(session, user_id=user_id, limit=limit, cursor=cursor)
+def _per_user_list(what: str, *, model: type, summary: str, build: Callable[..., Any], page: int) -> None:
+    """``GET /v1/admin/users/{user_id}/<what>``: a page of ``build(session, user_id=..., limit=...,
+    cursor=...)`` (``page`` rows by default), audit-logged."""
 
-    return _audited(services, session, admin=admin, user_id=user_id, what="tasks", build=build)
-
-
-def _per_user_route(what: str, *, model: type, summary: str, build: Callable[..., Any]) -> None:
-    """``GET /v1/admin/users/{user_id}/<what>``: ``build(session, user_id=...)``, audit-logged."""
-
-    def endpoint(user_id: str, admin: AdminDep, session: SessionDep, services: ServicesDep) -> Any:
+    def endpoint(
+        user_id: str,
+        admin: AdminDep,
+        session: SessionDep,
+        services: ServicesDep,
+        limit: Limit = page,
+        cursor: Cursor = None,
+    ) -> Any:
         def run() -> Any:
-            return build(session, user_id=user_id)
+            return build(session, user_id=user_id, limit=limit, cursor=cursor)
 
         return _audited(services, session, admin=admin, user_id=user_id, what=what, build=run)
 
     endpoint.__name__ = f"user_{what}"
-    router.get(f"/users/{{user_id}}/{what}", response_model=model, responses=NOT_FOUND, summary=summary)(
+    responses = {**NOT_FOUND, **contract.PAGE}
+    router.get(f"/users/{{user_id}}/{what}", response_model=model, responses=responses, summary=summary)(
         endpoint
     )
 
 
-_per_user_route(
+_per_user_list(
+    "tasks",
+    model=TaskPage,
+    summary="One user's task history, newest first (paginated; audit-logged)",
+    build=admin_views.task_page,
+    page=DEFAULT_PAGE,
+)
+_per_user_list(
     "lineage",
     model=AdminLineage,
-    summary="One user's adapter lineage, first task to head (audit-logged)",
+    summary="One user's adapter lineage, first task to head (paginated; audit-logged)",
     build=admin_views.lineage,
+    page=MAX_PAGE,
 )
-_per_user_route(
+_per_user_list(
     "previews",
     model=PreviewStrips,
-    summary="Preview strips and retention score per learned concept (audit-logged)",
+    summary="Preview strips and retention score per learned concept, in task order (paginated; audit-logged)",
     build=admin_views.previews,
+    page=DEFAULT_PAGE,
 )
 
 
@@ -138,21 +136,32 @@ def get_image(image_id: str, admin: AdminDep, services: ServicesDep) -> Response
     return admin_views.image_response(services, image_id=image_id, actor_user_id=admin.id)
 
 
-@router.get(
+def _list(path: str, *, name: str, model: type, summary: str, build: Callable[..., Any]) -> None:
+    """``GET /v1/admin<path>``: a page of ``build(session, limit=..., cursor=...)`` across users."""
+
+    def endpoint(
+        admin: AdminDep, session: SessionDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+    ) -> Any:
+        return build(session, limit=limit, cursor=cursor)
+
+    endpoint.__name__ = name
+    router.get(path, response_model=model, responses=contract.PAGE, summary=summary)(endpoint)
+
+
+_list(
     "/jobs",
-    response_model=ActiveJobPage,
-    responses=contract.PAGE,
+    name="active_jobs",
+    model=ActiveJobPage,
     summary="Running and queued jobs of every user (paginated)",
+    build=admin_views.active_page,
 )
-def active_jobs(
-    admin: AdminDep, session: SessionDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
-) -> ActiveJobPage:
-    return admin_views.active_page(session, limit=limit, cursor=cursor)
-
-
-@router.get("/workers", response_model=WorkerList, summary="Worker processes seen, most recent first")
-def list_workers(admin: AdminDep, session: SessionDep) -> WorkerList:
-    return admin_views.workers(session)
+_list(
+    "/workers",
+    name="list_workers",
+    model=WorkerList,
+    summary="Worker processes seen, newest started first (paginated)",
+    build=admin_views.workers,
+)
 
 
 def _queue(services: Services) -> QueueDepthOut:

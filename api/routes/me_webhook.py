@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import contract, pagination
 from api.deps import ServicesDep, SessionDep, UserDep, not_found
-from api.schemas import InputModel, Text
+from api.schemas import CURSOR_DOC, InputModel, Text
 from core.db import webhooks
 from core.db.models import DeliveryStatus, Webhook
 from core.db.session import write_transaction
@@ -75,7 +75,7 @@ class DeliveryOut(BaseModel):
 
 class DeliveryPage(BaseModel):
     deliveries: list[DeliveryOut] = Field(description="newest first")
-    next_cursor: str | None
+    next_cursor: str | None = Field(default=None, description=CURSOR_DOC)
 
 
 def _out(webhook: Webhook, *, secret: str | None = None) -> WebhookOut:
@@ -156,8 +156,7 @@ def list_deliveries(
     cursor: pagination.Cursor = None,
 ) -> DeliveryPage:
     rows = recent_deliveries(session, user_id=user.id, limit=limit + 1, before=pagination.time_and_id(cursor))
-    shown = rows[:limit]
-    next_cursor = pagination.encode(shown[-1].created_at, shown[-1].id) if len(rows) > limit else None
+    shown, next_cursor = pagination.page(rows, limit=limit, key=lambda row: (row.created_at, row.id))
     deliveries = [DeliveryOut.model_validate(row) for row in shown]
     for delivery in deliveries:
         if delivery.status is not DeliveryStatus.PENDING:

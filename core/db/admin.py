@@ -281,9 +281,28 @@ def active_jobs(
     return [ActiveRow(job=j, user_name=u, concept_name=c) for j, u, c in session.execute(query)]
 
 
-def workers_seen(session: Session, *, limit: int = 200) -> list[WorkerSeen]:
-    """The workers, most recently seen first."""
-    return list(session.scalars(select(WorkerSeen).order_by(WorkerSeen.last_seen_at.desc()).limit(limit)))
+# Newest started first: a start time never changes, so a heartbeat between two pages moves no row
+# (ordered by last_seen_at, a worker seen meanwhile would jump to a page the client already has).
+WORKER_ORDER = (WorkerSeen.started_at, WorkerSeen.id)
+
+
+def workers_seen(
+    session: Session, *, limit: int, after: tuple[datetime, str] | None = None
+) -> list[WorkerSeen]:
+    """The workers, newest started first (then id), ``limit`` of them after the key ``after``."""
+    query = (
+        select(WorkerSeen)
+        .where(keyset.after(WORKER_ORDER, after, descending=True))
+        .order_by(*keyset.order(WORKER_ORDER, descending=True))
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def workers_seen_since(session: Session, *, since: datetime) -> int:
+    """How many worker processes (any role) were seen at or after ``since``."""
+    query = select(func.count()).select_from(WorkerSeen).where(WorkerSeen.last_seen_at >= since)
+    return int(session.scalar(query) or 0)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import keyset
 from core.db.models import Concept, ConceptStatus, GeneratedImage, Generation, Preview
 
 PREVIEW_PROMPT = "a photo of {}"
@@ -113,17 +114,29 @@ class Strip:
         return later[-1] if later else None
 
 
-def preview_strips(session: Session, *, user_id: str) -> list[Strip]:
-    """The user's learned concepts (task order), each with its previews in task order."""
+STRIP_ORDER = (Concept.task_index, Concept.id)
+
+
+def preview_strips(
+    session: Session, *, user_id: str, limit: int, after: tuple[int, str] | None = None
+) -> list[Strip]:
+    """``limit`` of the user's learned concepts after the sort key ``after`` (task order, then id),
+    each with its previews in task order."""
     concepts = session.scalars(
         select(Concept)
-        .where(Concept.user_id == user_id, Concept.status == ConceptStatus.READY.value)
-        .order_by(Concept.task_index)
+        .where(
+            Concept.user_id == user_id,
+            Concept.status == ConceptStatus.READY.value,
+            keyset.after(STRIP_ORDER, after),
+        )
+        .order_by(*keyset.order(STRIP_ORDER))
+        .limit(limit)
     ).all()
     strips = {c.id: Strip(concept=c) for c in concepts}
+    if not strips:
+        return []
     for preview in session.scalars(
-        select(Preview).where(Preview.user_id == user_id).order_by(Preview.after_task_index)
+        select(Preview).where(Preview.concept_id.in_(list(strips))).order_by(Preview.after_task_index)
     ):
-        if preview.concept_id in strips:
-            strips[preview.concept_id].previews.append(preview)
+        strips[preview.concept_id].previews.append(preview)
     return list(strips.values())

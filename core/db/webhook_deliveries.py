@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import keyset
 from core.db.models import DeliveryStatus, Webhook, WebhookDelivery, utcnow
 from core.db.session import write_transaction
 from core.webhooks.sender import Outgoing, SendResult
@@ -158,19 +159,20 @@ def record_attempt(
         return status or "deleted"
 
 
+DELIVERY_ORDER = (WebhookDelivery.created_at, WebhookDelivery.id)
+
+
 def recent_deliveries(
     session: Session, *, user_id: str, limit: int, before: tuple[datetime, str] | None = None
 ) -> list[WebhookDelivery]:
     """The user's deliveries, newest first (``limit`` rows after the ``before`` sort key)."""
-    query = select(WebhookDelivery).where(WebhookDelivery.user_id == user_id)
-    if before is not None:
-        at, delivery_id = before
-        query = query.where(
-            (WebhookDelivery.created_at < at)
-            | ((WebhookDelivery.created_at == at) & (WebhookDelivery.id < delivery_id))
-        )
-    order = (WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-    return list(session.scalars(query.order_by(*order).limit(limit)))
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.user_id == user_id, keyset.after(DELIVERY_ORDER, before, descending=True))
+        .order_by(*keyset.order(DELIVERY_ORDER, descending=True))
+        .limit(limit)
+    )
+    return list(session.scalars(query))
 
 
 def prune_finished(session_factory: sessionmaker[Session], *, older_than: timedelta) -> int:
